@@ -1,0 +1,1 @@
+//! Local KMS emulator (work in progress).

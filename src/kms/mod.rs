@@ -1,0 +1,18 @@
+//! Alibaba Cloud KMS over its RPC wire protocol: signing, the typed client, credentials, errors.
+//!
+//! The reconciler talks to KMS only through [`Client`]; the emulator reuses [`sign`] to verify
+//! what clients send and [`types`] for the JSON it answers with.
+
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod sign;
+pub mod types;
+
+pub use client::{Client, ClientConfig};
+pub use credentials::Credentials;
+pub use error::{Error, ErrorKind};
+pub use types::{AliasEntry, KeyArn, KeyMetadata, KeyState};
+
+/// The KMS API version this crate speaks.
+pub const API_VERSION: &str = "2016-01-20";
