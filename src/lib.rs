@@ -2,13 +2,162 @@
 //!
 //! Module map:
 //! - [`crd`]: the `KmsAlias` API type and its admission rules.
+//! - [`validate`]: the KMS identifier rules as pure functions.
 //! - [`controller`]: the kube-runtime wiring, finalizer, error policy and events.
-//! - [`reconcile`]: the decision what to do with an alias, as pure functions.
-//! - [`status`]: conditions and the status patch.
+//! - [`reconcile`]: what to do with an alias, as pure functions.
+//! - [`status`]: conditions and the status write.
+//! - [`metrics`]: Prometheus metrics and the health endpoints.
 //! - [`kms`]: the signed KMS client.
 //! - [`emulator`]: the local KMS emulator served by the `kms-emulator` binary.
 //! - [`testenv`]: a local etcd + kube-apiserver control plane for tests and the demo.
 
+pub mod controller;
+pub mod crd;
 pub mod emulator;
 pub mod kms;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
 pub mod testenv;
+pub mod validate;
+
+use crate::kms::{ErrorKind, KeyState};
+use crate::status::reason;
+use crate::validate::RuleViolation;
+use std::error::Error as _;
+
+/// Everything a reconcile can fail with. Messages name the failed step; causes are sources.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec breaks a rule; only a spec change can fix it.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(RuleViolation),
+    /// Reading the alias's current target failed.
+    #[error("failed to look up alias {alias}")]
+    LookupAlias {
+        alias: String,
+        #[source]
+        source: kms::Error,
+    },
+    /// Reading the desired key failed.
+    #[error("failed to describe key {key}")]
+    DescribeKey {
+        key: String,
+        #[source]
+        source: kms::Error,
+    },
+    /// The desired key exists but its state rules it out as a target.
+    #[error("key {key} is {state} and cannot become the target of alias {alias}")]
+    KeyNotUsable { key: String, alias: String, state: KeyState },
+    /// CreateAlias failed.
+    #[error("failed to create alias {alias} on key {key}")]
+    CreateAlias {
+        alias: String,
+        key: String,
+        #[source]
+        source: kms::Error,
+    },
+    /// UpdateAlias failed.
+    #[error("failed to re-point alias {alias} to key {key}")]
+    UpdateAlias {
+        alias: String,
+        key: String,
+        #[source]
+        source: kms::Error,
+    },
+    /// DeleteAlias failed.
+    #[error("failed to delete alias {alias}")]
+    DeleteAlias {
+        alias: String,
+        #[source]
+        source: kms::Error,
+    },
+    /// The alias exists on another key and this object does not own it.
+    #[error(
+        "alias {alias} already exists and points at key {foreign_key}; it is not owned by this \
+         object, so the operator will not change or delete it"
+    )]
+    AliasOwnedElsewhere { alias: String, foreign_key: String },
+    /// Writing status failed.
+    #[error("failed to write status")]
+    WriteStatus(#[source] kube::Error),
+    /// Adding or removing the finalizer failed.
+    #[error("failed to update the finalizer")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// Result of a reconcile step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn kms(&self) -> Option<&kms::Error> {
+        match self {
+            Self::LookupAlias { source, .. }
+            | Self::DescribeKey { source, .. }
+            | Self::CreateAlias { source, .. }
+            | Self::UpdateAlias { source, .. }
+            | Self::DeleteAlias { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The `Ready` reason this failure shows users, also used for events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => reason::INVALID_SPEC,
+            Self::AliasOwnedElsewhere { .. } => reason::ALIAS_OWNED_ELSEWHERE,
+            Self::KeyNotUsable { state: KeyState::PendingDeletion, .. } => {
+                reason::KEY_PENDING_DELETION
+            }
+            Self::KeyNotUsable { .. } => reason::KEY_DISABLED,
+            Self::DeleteAlias { .. } => reason::DELETE_FAILED,
+            Self::WriteStatus(_) | Self::Finalizer(_) => reason::KUBERNETES_ERROR,
+            _ => match self.kms().map(kms::Error::kind) {
+                Some(ErrorKind::KeyNotFound) => reason::KEY_NOT_FOUND,
+                Some(ErrorKind::KeyNotUsable) => reason::KEY_PENDING_DELETION,
+                Some(ErrorKind::LimitExceeded) => reason::QUOTA_EXCEEDED,
+                Some(ErrorKind::Throttled) => reason::THROTTLED,
+                Some(ErrorKind::Auth) => reason::ACCESS_DENIED,
+                Some(ErrorKind::InvalidParameter) => reason::KMS_REJECTED,
+                _ => reason::KMS_UNAVAILABLE,
+            },
+        }
+    }
+
+    /// Whether the same reconcile may succeed soon without a spec or config change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::WriteStatus(_) | Self::Finalizer(_) => true,
+            _ => self.kms().is_some_and(|e| {
+                // A lost race (alias created or deleted meanwhile) settles on the next pass.
+                let kind = e.kind();
+                kind.is_transient()
+                    || matches!(kind, ErrorKind::AliasNotFound | ErrorKind::AlreadyExists)
+            }),
+        }
+    }
+
+    /// Whether only a change to the object can fix this; such failures are not retried.
+    pub fn needs_spec_change(&self) -> bool {
+        matches!(self, Self::InvalidSpec(_))
+    }
+
+    /// The message for status and events: the whole cause chain, without request ids, so
+    /// it stays equal from one retry to the next.
+    pub fn user_message(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = self.source();
+        while let Some(err) = cause {
+            text.push_str(": ");
+            match err.downcast_ref::<kms::Error>() {
+                Some(kms::Error::Api { code, message, .. }) => {
+                    text.push_str(&format!("{code}: {message}"));
+                    break;
+                }
+                _ => text.push_str(&err.to_string()),
+            }
+            cause = err.source();
+        }
+        text
+    }
+}

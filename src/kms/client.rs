@@ -128,8 +128,7 @@ impl Client {
 
     /// Creates a symmetric key (used by tests and the demo to set the scene).
     pub async fn create_key(&self, description: &str) -> Result<KeyMetadata, Error> {
-        let body: KeyMetadataBody =
-            self.call("CreateKey", &[("Description", description)]).await?;
+        let body: KeyMetadataBody = self.call("CreateKey", &[("Description", description)]).await?;
         Ok(body.key_metadata)
     }
 
@@ -193,11 +192,17 @@ impl Client {
 
         if (200..300).contains(&status) {
             tracing::debug!(action, status, elapsed_ms, "kms call succeeded");
-            return serde_json::from_slice(&body)
-                .map_err(|source| Error::Decode { action, status, source });
+            return serde_json::from_slice(&body).map_err(|source| Error::Decode {
+                action,
+                status,
+                source,
+            });
         }
-        let parsed: ErrorBody = serde_json::from_slice(&body)
-            .map_err(|source| Error::Decode { action, status, source })?;
+        let parsed: ErrorBody = serde_json::from_slice(&body).map_err(|source| Error::Decode {
+            action,
+            status,
+            source,
+        })?;
         tracing::debug!(
             action, status, code = %parsed.code, request_id = %parsed.request_id, elapsed_ms,
             "kms call failed"

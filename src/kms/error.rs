@@ -36,13 +36,7 @@ impl ErrorKind {
 pub enum Error {
     /// KMS answered with an error body.
     #[error("{action} failed with {code} (HTTP {status}): {message} (request id {request_id})")]
-    Api {
-        action: &'static str,
-        code: String,
-        message: String,
-        status: u16,
-        request_id: String,
-    },
+    Api { action: &'static str, code: String, message: String, status: u16, request_id: String },
     /// The request did not get an answer: connection, TLS or timeout.
     #[error("{action} failed to reach KMS at {endpoint}")]
     Transport {

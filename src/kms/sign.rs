@@ -200,16 +200,10 @@ mod tests {
     #[test]
     fn vector_b_empty_values_and_space() {
         assert!(string_to_sign("GET", vector_b()).contains("mock%2520date"));
-        assert_eq!(
-            signature("GET", "accessKeySecret", vector_b()),
-            "7loPmFjvDnzOVnQeQNj85S6nFGY="
-        );
+        assert_eq!(signature("GET", "accessKeySecret", vector_b()), "7loPmFjvDnzOVnQeQNj85S6nFGY=");
         let mut with_token = vector_b();
         with_token.push(("SecurityToken", "accessKeyStsToken"));
-        assert_eq!(
-            signature("GET", "accessKeySecret", with_token),
-            "5Nxdcler+ihqWqv0Hr2On4PsBf4="
-        );
+        assert_eq!(signature("GET", "accessKeySecret", with_token), "5Nxdcler+ihqWqv0Hr2On4PsBf4=");
     }
 
     #[test]

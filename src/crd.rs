@@ -1,0 +1,147 @@
+//! The `KmsAlias` custom resource: what users write, what the operator reports back, and the
+//! admission rules the API server enforces before anything reaches the controller.
+//!
+//! The field docs below are what `kubectl explain kmsalias.spec` shows, so they are user docs.
+
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of every kind this operator serves.
+pub const GROUP: &str = "kms.aliasoperator.dev";
+/// Finalizer that guards the KMS alias behind a `KmsAlias`.
+pub const FINALIZER: &str = "kms.aliasoperator.dev/alias-cleanup";
+
+/// Desired state of a KMS alias: the alias `aliasName` exists in KMS and points at `keyId`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kms.aliasoperator.dev",
+    version = "v1alpha1",
+    kind = "KmsAlias",
+    doc = "A KMS alias kept in line by kms-alias-operator: the alias `spec.aliasName` exists in KMS and points at `spec.keyId`.",
+    plural = "kmsaliases",
+    shortname = "kmsa",
+    namespaced,
+    status = "KmsAliasStatus",
+    printcolumn = r#"{"name":"Alias","type":"string","jsonPath":".spec.aliasName"}"#,
+    printcolumn = r#"{"name":"Key","type":"string","jsonPath":".spec.keyId"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KmsAliasSpec {
+    /// Full name of the KMS alias, for example `alias/app-secrets`. It must start with `alias/`,
+    /// followed by 1 to 255 letters, digits, `_`, `/` or `-`, and must not start with the
+    /// reserved `alias/acs`. Alias names are unique per account and region. Immutable: to use
+    /// another name, create a new KmsAlias.
+    #[schemars(length(max = 512))]
+    #[x_kube(
+        validation = Rule::new("self.startsWith('alias/')")
+            .message("aliasName must start with the prefix 'alias/'"),
+        validation = Rule::new("size(self) >= 7 && size(self) <= 261")
+            .message("aliasName must have 1 to 255 characters after 'alias/'"),
+        validation = Rule::new("self.matches('^alias/[A-Za-z0-9_/-]*$')")
+            .message("aliasName may contain only letters, digits, '_', '/' and '-' after 'alias/'"),
+        validation = Rule::new("!self.startsWith('alias/acs')")
+            .message("aliasName must not start with 'alias/acs', which KMS reserves for cloud services"),
+        validation = Rule::new("self == oldSelf")
+            .message("aliasName is immutable; create a new KmsAlias for another alias name")
+    )]
+    pub alias_name: String,
+
+    /// The KMS key the alias points at: a key id such as `key-hzz62f1cb66fa42qo****` or a key
+    /// ARN `acs:kms:<region>:<account>:key/<key id>` of the same account and region. Alias
+    /// names are not accepted here. Changing it re-points the alias.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(
+        validation = Rule::new("!self.startsWith('alias/')")
+            .message("keyId must be a key id or key ARN, not an alias name"),
+        validation = Rule::new("!self.matches('\\\\s')")
+            .message("keyId must not contain whitespace")
+    )]
+    pub key_id: String,
+}
+
+/// What the operator last observed and did.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KmsAliasStatus {
+    /// The alias this object owns in KMS. Set once the operator created the alias or took over
+    /// one that already pointed at the desired key; only an owned alias is ever re-pointed or
+    /// deleted by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_name: Option<String>,
+    /// The bare key id the alias was last confirmed to point at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// ARN of the alias, `acs:kms:<region>:<account>:alias/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_arn: Option<String>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions. `Ready` is True when the alias exists and points at `spec.keyId`;
+    /// its reason says why not otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One observation of the object's state, in the shape of `metav1.Condition`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, for example `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable PascalCase reason for the last transition.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// The `metadata.generation` the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl KmsAlias {
+    /// The `Ready` condition, if any.
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")
+    }
+}
+
+/// The CustomResourceDefinition as YAML, exactly as committed under `crds/`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&KmsAlias::crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_matches_the_rust_types() {
+        let committed = include_str!("../crds/kmsaliases.kms.aliasoperator.dev.yaml");
+        let generated = crd_yaml().expect("CRD serialises");
+        assert!(
+            committed == generated,
+            "crds/ is stale: run `cargo run -- crd > crds/kmsaliases.kms.aliasoperator.dev.yaml`"
+        );
+    }
+
+    #[test]
+    fn schema_carries_the_admission_rules() {
+        let yaml = crd_yaml().expect("CRD serialises");
+        for needle in [
+            "aliasName must start with the prefix 'alias/'",
+            "aliasName is immutable",
+            "self == oldSelf",
+            "keyId must be a key id or key ARN",
+        ] {
+            assert!(yaml.contains(needle), "missing rule: {needle}");
+        }
+    }
+}

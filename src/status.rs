@@ -1,0 +1,165 @@
+//! Conditions and the status write.
+//!
+//! Status is computed as a whole from what the reconciler confirmed, compared with what is
+//! stored, and written by server-side apply only when it differs, so a reconcile that changes
+//! nothing writes nothing and the operator never wakes itself up.
+
+use crate::crd::{Condition, KmsAlias, KmsAliasStatus};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+/// Field manager name of every write this operator makes.
+pub const MANAGER: &str = "kms-alias-operator";
+/// The condition type users wait on.
+pub const READY: &str = "Ready";
+
+/// Machine-readable reasons of the `Ready` condition, one per situation a user can see.
+pub mod reason {
+    /// The alias exists and points at `spec.keyId`.
+    pub const ALIAS_READY: &str = "AliasReady";
+    /// The spec breaks a rule the API server did not enforce.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The key in `spec.keyId` does not exist.
+    pub const KEY_NOT_FOUND: &str = "KeyNotFound";
+    /// The key is scheduled for deletion.
+    pub const KEY_PENDING_DELETION: &str = "KeyPendingDeletion";
+    /// The key is disabled (or awaiting key material) and will not be made a target.
+    pub const KEY_DISABLED: &str = "KeyDisabled";
+    /// The alias exists, points at another key and is not this object's.
+    pub const ALIAS_OWNED_ELSEWHERE: &str = "AliasOwnedElsewhere";
+    /// KMS rate limited the operator; it backs off and retries.
+    pub const THROTTLED: &str = "Throttled";
+    /// KMS refused the credentials or the permission.
+    pub const ACCESS_DENIED: &str = "AccessDenied";
+    /// The account's alias quota is used up.
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    /// KMS refused a parameter the operator sent.
+    pub const KMS_REJECTED: &str = "KmsRejectedRequest";
+    /// KMS or the network failed; the operator retries.
+    pub const KMS_UNAVAILABLE: &str = "KmsUnavailable";
+    /// Deleting the alias failed; the finalizer stays until it succeeds.
+    pub const DELETE_FAILED: &str = "DeleteFailed";
+    /// The Kubernetes API failed while reconciling.
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+}
+
+/// What the reconciler confirmed in KMS.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Confirmed {
+    pub alias_name: Option<String>,
+    pub key_id: Option<String>,
+    pub alias_arn: Option<String>,
+}
+
+impl Confirmed {
+    /// Carries over what the stored status already recorded.
+    pub fn from_status(obj: &KmsAlias) -> Self {
+        let status = obj.status.clone().unwrap_or_default();
+        Self { alias_name: status.alias_name, key_id: status.key_id, alias_arn: status.alias_arn }
+    }
+}
+
+/// The `Ready` verdict of one reconcile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Builds the full desired status, keeping `lastTransitionTime` when the status value holds.
+pub fn desired(obj: &KmsAlias, confirmed: Confirmed, verdict: &Verdict) -> KmsAliasStatus {
+    let generation = obj.meta().generation;
+    let value = if verdict.ready { "True" } else { "False" };
+    let since = obj
+        .ready_condition()
+        .filter(|c| c.status == value)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now);
+    KmsAliasStatus {
+        alias_name: confirmed.alias_name,
+        key_id: confirmed.key_id,
+        alias_arn: confirmed.alias_arn,
+        observed_generation: generation,
+        conditions: vec![Condition {
+            type_: READY.to_owned(),
+            status: value.to_owned(),
+            reason: verdict.reason.to_owned(),
+            message: verdict.message.clone(),
+            last_transition_time: since,
+            observed_generation: generation,
+        }],
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Writes `status` if it differs from the stored one; returns whether it wrote.
+pub async fn write(
+    api: &Api<KmsAlias>,
+    obj: &KmsAlias,
+    status: KmsAliasStatus,
+) -> Result<bool, kube::Error> {
+    if obj.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let patch = json!({
+        "apiVersion": KmsAlias::api_version(&()),
+        "kind": KmsAlias::kind(&()),
+        "status": status,
+    });
+    // Apply carries no resourceVersion, so a concurrent label edit cannot make it conflict.
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch_status(&obj.name_any(), &params, &Patch::Apply(&patch)).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::KmsAliasSpec;
+
+    fn object(ready: Option<(&str, &str)>) -> KmsAlias {
+        let mut obj = KmsAlias::new(
+            "app",
+            KmsAliasSpec { alias_name: "alias/app".into(), key_id: "key-1".into() },
+        );
+        obj.meta_mut().generation = Some(3);
+        obj.status = ready.map(|(value, since)| KmsAliasStatus {
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: value.into(),
+                reason: "Whatever".into(),
+                message: String::new(),
+                last_transition_time: since.into(),
+                observed_generation: Some(2),
+            }],
+            ..KmsAliasStatus::default()
+        });
+        obj
+    }
+
+    fn verdict(ready: bool) -> Verdict {
+        Verdict { ready, reason: reason::ALIAS_READY, message: "m".into() }
+    }
+
+    #[test]
+    fn transition_time_kept_while_value_holds() {
+        let obj = object(Some(("True", "2020-01-01T00:00:00Z")));
+        let status = desired(&obj, Confirmed::default(), &verdict(true));
+        assert_eq!(status.conditions[0].last_transition_time, "2020-01-01T00:00:00Z");
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.conditions[0].observed_generation, Some(3));
+    }
+
+    #[test]
+    fn transition_time_moves_when_value_flips() {
+        let obj = object(Some(("False", "2020-01-01T00:00:00Z")));
+        let status = desired(&obj, Confirmed::default(), &verdict(true));
+        assert_ne!(status.conditions[0].last_transition_time, "2020-01-01T00:00:00Z");
+        assert_eq!(status.conditions[0].status, "True");
+    }
+}
