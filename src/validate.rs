@@ -42,7 +42,7 @@ pub fn alias_name(name: &str) -> Result<(), RuleViolation> {
     }
     if name.starts_with(RESERVED_PREFIX) {
         return Err(violation(
-            "aliasName must not start with 'alias/acs', which KMS reserves for cloud services",
+            "aliasName must not start with 'alias/acs', a prefix reserved for cloud services",
         ));
     }
     Ok(())

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Lints the Helm chart and checks that its CRD is the generated one under crds/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(hack/build-control-plane.sh)
+chart=charts/kms-alias-operator
+crd=kmsaliases.kms.aliasoperator.dev.yaml
+if ! cmp -s "crds/$crd" "$chart/crds/$crd"; then
+  echo "chart CRD differs from crds/$crd: run 'make crds'" >&2
+  exit 1
+fi
+"$bin/helm" lint "$chart"
+"$bin/helm" template test "$chart" >/dev/null
+echo "chart: lint and CRD check passed"
