@@ -150,8 +150,8 @@ impl Error {
         while let Some(err) = cause {
             text.push_str(": ");
             match err.downcast_ref::<kms::Error>() {
-                Some(kms::Error::Api { code, message, .. }) => {
-                    text.push_str(&format!("{code}: {message}"));
+                Some(kms::Error::Api(api)) => {
+                    text.push_str(&format!("{}: {}", api.code, api.message));
                     break;
                 }
                 _ => text.push_str(&err.to_string()),

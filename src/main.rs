@@ -2,9 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use kms_alias_operator::controller::{self, Context, Settings};
+use kms_alias_operator::crd;
 use kms_alias_operator::kms::{self, ClientConfig, Credentials};
 use kms_alias_operator::metrics::{self, Metrics};
-use kms_alias_operator::crd;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;

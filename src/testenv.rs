@@ -351,3 +351,35 @@ impl Drop for ControlPlane {
         self.etcd.kill();
     }
 }
+
+/// Any long-running program under the same watchdog as the control-plane servers: it dies
+/// with the process that started it, even on a panic or SIGKILL. Tests use it for the
+/// emulator and the operator.
+#[derive(Debug)]
+pub struct Supervised {
+    server: Server,
+}
+
+impl Supervised {
+    /// Starts `program` with `args` and extra `env`, appending its output to `log`.
+    pub fn spawn(
+        name: &'static str,
+        program: impl Into<PathBuf>,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log: impl Into<PathBuf>,
+    ) -> Result<Self, Error> {
+        let spec = ServerSpec::program(name, program.into(), args, env, log.into());
+        Ok(Self { server: Server::spawn(&spec)? })
+    }
+
+    /// The exit status, if the program has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.server.exited()
+    }
+
+    /// Stops the program with SIGTERM, killing it after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> Result<(), Error> {
+        self.server.stop(grace).await
+    }
+}

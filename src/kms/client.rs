@@ -4,7 +4,7 @@
 //! query string, the action's own parameters in a form body, all of them signed. Nothing here
 //! retries; the reconciler owns retry and backoff so it can spread them per object.
 
-use super::error::Error;
+use super::error::{ApiError, Error};
 use super::sign;
 use super::types::{AliasEntry, KeyMetadata};
 use super::{API_VERSION, Credentials};
@@ -207,13 +207,13 @@ impl Client {
             action, status, code = %parsed.code, request_id = %parsed.request_id, elapsed_ms,
             "kms call failed"
         );
-        Err(Error::Api {
+        Err(Error::Api(Box::new(ApiError {
             action,
             code: parsed.code,
             message: parsed.message,
             status,
             request_id: parsed.request_id,
-        })
+        })))
     }
 
     fn common_params(&self, action: &'static str) -> Vec<(&'static str, String)> {

@@ -31,12 +31,25 @@ impl ErrorKind {
     }
 }
 
+/// An error answer from KMS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub action: &'static str,
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+    pub request_id: String,
+}
+
 /// A failed KMS call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// KMS answered with an error body.
-    #[error("{action} failed with {code} (HTTP {status}): {message} (request id {request_id})")]
-    Api { action: &'static str, code: String, message: String, status: u16, request_id: String },
+    #[error(
+        "{} failed with {} (HTTP {}): {} (request id {})",
+        .0.action, .0.code, .0.status, .0.message, .0.request_id
+    )]
+    Api(Box<ApiError>),
     /// The request did not get an answer: connection, TLS or timeout.
     #[error("{action} failed to reach KMS at {endpoint}")]
     Transport {
@@ -59,7 +72,7 @@ impl Error {
     /// The class of this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Api { code, status, .. } => classify(code, *status),
+            Self::Api(api) => classify(&api.code, api.status),
             Self::Transport { .. } => ErrorKind::Transient,
             Self::Decode { status, .. } if *status >= 500 => ErrorKind::Transient,
             Self::Decode { .. } => ErrorKind::InvalidParameter,
@@ -69,7 +82,7 @@ impl Error {
     /// The KMS error code, when KMS gave one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            Self::Api { code, .. } => Some(code),
+            Self::Api(api) => Some(&api.code),
             _ => None,
         }
     }
@@ -78,7 +91,7 @@ impl Error {
     pub fn outcome_unknown(&self) -> bool {
         match self {
             Self::Transport { source, .. } => !source.is_connect(),
-            Self::Api { status, .. } => *status >= 500,
+            Self::Api(api) => api.status >= 500,
             Self::Decode { .. } => true,
         }
     }
@@ -86,8 +99,8 @@ impl Error {
     /// The action that failed.
     pub fn action(&self) -> &'static str {
         match self {
-            Self::Api { action, .. } | Self::Transport { action, .. } => action,
-            Self::Decode { action, .. } => action,
+            Self::Api(api) => api.action,
+            Self::Transport { action, .. } | Self::Decode { action, .. } => action,
         }
     }
 }

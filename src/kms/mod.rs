@@ -11,7 +11,7 @@ pub mod types;
 
 pub use client::{Client, ClientConfig};
 pub use credentials::Credentials;
-pub use error::{Error, ErrorKind};
+pub use error::{ApiError, Error, ErrorKind};
 pub use types::{AliasEntry, KeyArn, KeyMetadata, KeyState};
 
 /// The KMS API version this crate speaks.

@@ -32,10 +32,22 @@ pub(super) struct ServerSpec {
     name: &'static str,
     program: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
 impl ServerSpec {
+    /// Any program with `args` and extra environment, logging to `log`.
+    pub(super) fn program(
+        name: &'static str,
+        program: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> Self {
+        Self { name, program, args, env, log }
+    }
+
     /// `bin_dir/name` with `args`, logging to `log_dir/name.log`.
     pub(super) fn new(
         bin_dir: &Path,
@@ -47,7 +59,8 @@ impl ServerSpec {
         if !program.is_file() {
             return Err(Error::MissingBinary { path: program });
         }
-        Ok(Self { name, program, args, log: log_dir.join(format!("{name}.log")) })
+        let log = log_dir.join(format!("{name}.log"));
+        Ok(Self { name, program, args, env: Vec::new(), log })
     }
 }
 
@@ -72,6 +85,7 @@ impl Server {
             .args(["-c", WATCHDOG, "watchdog"])
             .arg(&spec.program)
             .args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log_err)
@@ -106,6 +120,11 @@ impl Server {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+    }
+
+    /// The exit status, if the server has exited.
+    pub(super) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.watchdog.try_wait().ok().flatten()
     }
 
     /// Asks the watchdog for a graceful stop and waits up to `grace` before killing.

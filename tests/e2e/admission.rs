@@ -1,0 +1,56 @@
+//! Admission: the API server itself rejects bad alias names with a message naming the rule.
+
+use crate::env::Scene;
+
+/// Applies one manifest with kubectl and returns (success, stderr).
+async fn try_apply(scene: &Scene, name: &str, alias: &str) -> (bool, String) {
+    let output =
+        scene.kubectl_apply(&scene.manifest(name, alias, "key-hzz000000000000000001")).await;
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn bad_alias_names_are_rejected_with_the_rule_named() {
+    let scene = Scene::new("admission").await;
+    let too_long = format!("alias/{}", "a".repeat(256));
+    let cases = [
+        ("n1", "app", "must start with the prefix 'alias/'"),
+        ("n2", "alias/", "1 to 255 characters after 'alias/'"),
+        ("n3", "alias/a.b", "only letters, digits, '_', '/' and '-'"),
+        ("n4", "alias/acs/x", "must not start with 'alias/acs'"),
+        ("n5", too_long.as_str(), "1 to 255 characters after 'alias/'"),
+        ("n6", "alias/svc:test", "only letters, digits"),
+        ("n7", "alias/ключ", "only letters, digits"),
+        ("n8", "alias/app ", "only letters, digits"),
+    ];
+    for (name, alias, rule) in cases {
+        let (ok, stderr) = try_apply(&scene, name, alias).await;
+        assert!(!ok, "{alias:?} was accepted");
+        assert!(stderr.contains(rule), "{alias:?}: error does not name the rule: {stderr}");
+    }
+    let names = scene.kubectl(&["get", "kmsaliases", "-o", "name"]).await;
+    assert_eq!(names.trim(), "", "no rejected object was stored");
+}
+
+#[tokio::test]
+async fn longest_name_is_accepted_and_name_is_immutable() {
+    let scene = Scene::new("admission-ok").await;
+    let longest = format!("alias/{}", "a".repeat(255));
+    let (ok, stderr) = try_apply(&scene, "longest", &longest).await;
+    assert!(ok, "255 characters after the prefix must be accepted: {stderr}");
+    let (ok, stderr) = try_apply(&scene, "nested", "alias/team_a/app-1").await;
+    assert!(ok, "letters, digits, '_', '/' and '-' are allowed: {stderr}");
+
+    let (ok, stderr) = try_apply(&scene, "nested", "alias/team_a/app-2").await;
+    assert!(!ok, "changing aliasName must be rejected");
+    assert!(stderr.contains("aliasName is immutable"), "{stderr}");
+}
+
+#[tokio::test]
+async fn alias_name_as_key_id_is_rejected() {
+    let scene = Scene::new("admission-key").await;
+    let output = scene.kubectl_apply(&scene.manifest("k", "alias/k", "alias/other")).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("keyId must be a key id or key ARN"), "{stderr}");
+}

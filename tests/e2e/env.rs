@@ -1,0 +1,322 @@
+//! The shared test environment: one real control plane, one KMS emulator process and one
+//! operator process per test binary, and a fresh namespace ("scene") per test.
+//!
+//! Everything runs as real processes under the harness's watchdog, so nothing outlives the
+//! test binary. Each test builds its own kube and KMS clients: clients are tied to the tokio
+//! runtime that made them, and every `#[tokio::test]` has its own.
+
+use kms_alias_operator::crd::KmsAlias;
+use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
+use kms_alias_operator::testenv::{ControlPlane, Supervised};
+use kube::api::{Api, PostParams};
+use serde::Deserialize;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{LazyLock, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "cn-hangzhou";
+pub const ACCESS_KEY_ID: &str = "e2e-operator";
+pub const ACCESS_KEY_SECRET: &str = "e2e-operator-secret";
+/// The AccessKey tests use for out-of-band changes, so the call log tells them apart.
+pub const OOB_KEY_ID: &str = "e2e-out-of-band";
+pub const OOB_KEY_SECRET: &str = "e2e-out-of-band-secret";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The processes of one test binary; kept in a static and never dropped.
+pub struct Env {
+    plane: ControlPlane,
+    kms_url: String,
+    operator_log: PathBuf,
+    emulator_log: PathBuf,
+    _emulator: Supervised,
+    _operator: Supervised,
+}
+
+/// A runtime that outlives every test, for the harness's own async work.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("test runtime")
+});
+static ENV: OnceLock<Env> = OnceLock::new();
+
+/// The environment, started on first use.
+pub fn env() -> &'static Env {
+    ENV.get_or_init(|| {
+        std::thread::spawn(|| RUNTIME.block_on(Env::start()))
+            .join()
+            .expect("environment start-up panicked")
+    })
+}
+
+fn target_bin(name: &str) -> PathBuf {
+    // Integration tests are built next to the crate's binaries.
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join(name)
+}
+
+impl Env {
+    async fn start() -> Env {
+        let plane = ControlPlane::start().await.expect("control plane starts");
+        let dir = plane.dir().to_path_buf();
+        let kubectl = plane.bin_dir().join("kubectl");
+        let kubeconfig = plane.kubeconfig().display().to_string();
+        let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+        run(&kubectl, &["--kubeconfig", &kubeconfig, "apply", "-f", crd]).await;
+        let crd_name = "crd/kmsaliases.kms.aliasoperator.dev";
+        let established = "--for=condition=Established";
+        run(&kubectl, &["--kubeconfig", &kubeconfig, "wait", established, crd_name]).await;
+
+        let port_file = dir.join("emulator.port");
+        let emulator_log = dir.join("kms-emulator.log");
+        let emulator = Supervised::spawn(
+            "kms-emulator",
+            target_bin("kms-emulator"),
+            [
+                "--listen=127.0.0.1:0",
+                &format!("--port-file={}", port_file.display()),
+                &format!("--region={REGION}"),
+                &format!("--access-key={ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}"),
+                &format!("--access-key={OOB_KEY_ID}:{OOB_KEY_SECRET}"),
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec![],
+            &emulator_log,
+        )
+        .expect("emulator starts");
+        let port = wait_for("emulator port file", Duration::from_secs(30), || async {
+            std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty())
+        })
+        .await;
+        let kms_url = format!("http://127.0.0.1:{}", port.trim());
+
+        let operator_log = dir.join("kms-alias-operator.log");
+        let operator = Supervised::spawn(
+            "kms-alias-operator",
+            target_bin("kms-alias-operator"),
+            [
+                "run",
+                &format!("--region={REGION}"),
+                &format!("--kms-endpoint={kms_url}"),
+                "--http-addr=127.0.0.1:0",
+                "--resync-secs=120",
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec![
+                ("KUBECONFIG".into(), kubeconfig.clone()),
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
+                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
+                ("RUST_LOG".into(), "info,kms_alias_operator=debug".into()),
+            ],
+            &operator_log,
+        )
+        .expect("operator starts");
+        Env { plane, kms_url, operator_log, emulator_log, _emulator: emulator, _operator: operator }
+    }
+
+    /// Path of the emulator's log file.
+    pub fn emulator_log(&self) -> &Path {
+        &self.emulator_log
+    }
+
+    /// Path of the operator's log file.
+    pub fn operator_log(&self) -> &Path {
+        &self.operator_log
+    }
+}
+
+async fn run(program: &Path, args: &[&str]) -> Output {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("failed to run {}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed: {}",
+        program.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Polls `probe` every 200 ms until it yields a value; panics naming `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One entry of the emulator's call log.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub action: String,
+    pub access_key_id: String,
+    pub params: std::collections::BTreeMap<String, String>,
+    pub code: String,
+}
+
+/// A fresh namespace with clients for one test.
+pub struct Scene {
+    pub ns: String,
+    api: Api<KmsAlias>,
+    kms: kms::Client,
+    http: reqwest::Client,
+}
+
+impl Scene {
+    /// Creates namespace `<prefix>-<random>`.
+    pub async fn new(prefix: &str) -> Scene {
+        let env = env();
+        let client = env.plane.client().await.expect("kube client");
+        let ns = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+            .expect("namespace object");
+        namespaces.create(&PostParams::default(), &namespace).await.expect("create namespace");
+        let config = ClientConfig {
+            region: REGION.into(),
+            endpoint: Some(env.kms_url.clone()),
+            timeout: Duration::from_secs(10),
+        };
+        let credentials = Credentials::new(OOB_KEY_ID, OOB_KEY_SECRET);
+        let kms = kms::Client::new(&config, credentials).expect("kms client");
+        Scene { api: Api::namespaced(client, &ns), ns, kms, http: reqwest::Client::new() }
+    }
+
+    /// A KMS client past the operator, for out-of-band changes ("aliyun kms ...").
+    pub fn kms(&self) -> &kms::Client {
+        &self.kms
+    }
+
+    /// An alias name unique to this scene.
+    pub fn alias_name(&self, base: &str) -> String {
+        format!("alias/{}/{base}", self.ns)
+    }
+
+    /// Creates an Enabled key through the KMS API.
+    pub async fn create_key(&self) -> String {
+        self.kms.create_key("e2e").await.expect("CreateKey").key_id
+    }
+
+    /// The manifest of a `KmsAlias` in this scene.
+    pub fn manifest(&self, name: &str, alias: &str, key: &str) -> String {
+        let value = serde_json::json!({
+            "apiVersion": "kms.aliasoperator.dev/v1alpha1",
+            "kind": "KmsAlias",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"aliasName": alias, "keyId": key},
+        });
+        value.to_string()
+    }
+
+    /// `kubectl apply -f -` with `manifest` on stdin; returns the output, success or not.
+    pub async fn kubectl_apply(&self, manifest: &str) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let env = env();
+        let mut child = tokio::process::Command::new(env.plane.bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(env.plane.kubeconfig())
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        let mut stdin = child.stdin.take().expect("kubectl stdin");
+        stdin.write_all(manifest.as_bytes()).await.expect("write manifest");
+        drop(stdin);
+        child.wait_with_output().await.expect("kubectl output")
+    }
+
+    /// Applies a `KmsAlias` and asserts kubectl accepted it.
+    pub async fn apply(&self, name: &str, alias: &str, key: &str) {
+        let output = self.kubectl_apply(&self.manifest(name, alias, key)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl apply {name}: {stderr}");
+    }
+
+    /// Runs kubectl in this namespace, asserts success and returns stdout.
+    pub async fn kubectl(&self, args: &[&str]) -> String {
+        let env = env();
+        let kubeconfig = env.plane.kubeconfig().display().to_string();
+        let mut all = vec!["--kubeconfig", &kubeconfig, "-n", &self.ns];
+        all.extend_from_slice(args);
+        let output = run(&env.plane.bin_dir().join("kubectl"), &all).await;
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The object, if it exists.
+    pub async fn get(&self, name: &str) -> Option<KmsAlias> {
+        self.api.get_opt(name).await.expect("get KmsAlias")
+    }
+
+    /// Waits until the object is Ready for its current generation.
+    pub async fn wait_ready(&self, name: &str) -> KmsAlias {
+        wait_for(&format!("{name} to be Ready"), READY_TIMEOUT, || async {
+            let obj = self.get(name).await?;
+            let ready = obj.ready_condition()?;
+            let current = obj.status.as_ref()?.observed_generation == obj.metadata.generation;
+            (ready.status == "True" && current).then_some(obj)
+        })
+        .await
+    }
+
+    /// Waits until the object no longer exists.
+    pub async fn wait_gone(&self, name: &str) {
+        wait_for(&format!("{name} to be deleted"), READY_TIMEOUT, || async {
+            self.get(name).await.is_none().then_some(())
+        })
+        .await;
+    }
+
+    /// The key `alias` points at in KMS, `None` if the alias does not exist.
+    pub async fn kms_target(&self, alias: &str) -> Option<String> {
+        match self.kms.describe_key(alias).await {
+            Ok(meta) => Some(meta.key_id),
+            Err(e) if e.kind() == ErrorKind::AliasNotFound => None,
+            Err(e) => panic!("DescribeKey {alias}: {e}"),
+        }
+    }
+
+    /// The calls the operator made, from the emulator's call log.
+    pub async fn calls(&self) -> Vec<Call> {
+        let url = format!("{}/_emulator/calls", env().kms_url);
+        let response = self.http.get(url).send().await.expect("emulator call log");
+        let calls: Vec<Call> = response.json().await.expect("call log JSON");
+        calls.into_iter().filter(|c| c.access_key_id == ACCESS_KEY_ID).collect()
+    }
+
+    /// How many `action` calls named `alias`, made by the operator.
+    pub async fn count_calls(&self, action: &str, alias: &str) -> usize {
+        self.calls()
+            .await
+            .iter()
+            .filter(|c| {
+                c.action == action && c.params.get("AliasName").map(String::as_str) == Some(alias)
+            })
+            .count()
+    }
+
+    /// How many operator calls of any action carried `value` as a parameter.
+    pub async fn count_calls_naming(&self, value: &str) -> usize {
+        self.calls().await.iter().filter(|c| c.params.values().any(|v| v == value)).count()
+    }
+}

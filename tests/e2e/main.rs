@@ -1,0 +1,6 @@
+//! End-to-end tests: a real kube-apiserver and etcd, the KMS emulator and the operator, all
+//! as processes; kubectl as the client where users use it. See `env.rs` for the set-up.
+
+mod admission;
+mod env;
+mod lifecycle;
