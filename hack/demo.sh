@@ -50,7 +50,7 @@ wait_for 120 test -s "$work/cluster/kubeconfig"
 wait_for 120 grep -q "kms-testenv ready" "$work/testenv.log"
 export KUBECONFIG=$work/cluster/kubeconfig
 kubectl() { "$bin/kubectl" "$@"; }
-kubectl version | sed -n 2p
+kubectl version | grep "Server Version"
 
 step "Starting the KMS emulator with keys $KEY1 and $KEY2"
 "$target/kms-emulator" --listen 127.0.0.1:0 --port-file "$work/emulator.port" \

@@ -27,8 +27,19 @@ fn violation(text: impl Into<String>) -> RuleViolation {
     RuleViolation(text.into())
 }
 
-/// Checks an alias name against the KMS rules; never rewrites it.
+/// Checks an alias name against the KMS rules, reserved prefix included; never rewrites it.
 pub fn alias_name(name: &str) -> Result<(), RuleViolation> {
+    alias_name_syntax(name)?;
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(violation(
+            "aliasName must not start with 'alias/acs', a prefix reserved for cloud services",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks prefix, length and characters only: the shape of any alias, reserved ones too.
+pub fn alias_name_syntax(name: &str) -> Result<(), RuleViolation> {
     let Some(rest) = name.strip_prefix(ALIAS_PREFIX) else {
         return Err(violation("aliasName must start with the prefix 'alias/'"));
     };
@@ -38,11 +49,6 @@ pub fn alias_name(name: &str) -> Result<(), RuleViolation> {
     if !rest.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '/' | '-')) {
         return Err(violation(
             "aliasName may contain only letters, digits, '_', '/' and '-' after 'alias/'",
-        ));
-    }
-    if name.starts_with(RESERVED_PREFIX) {
-        return Err(violation(
-            "aliasName must not start with 'alias/acs', a prefix reserved for cloud services",
         ));
     }
     Ok(())

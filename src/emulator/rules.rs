@@ -4,15 +4,11 @@
 use super::error::ApiError;
 use super::key::{Key, NewKey, format_time};
 use crate::kms::KeyState;
+use crate::validate;
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng as _;
 
-/// Every alias name starts with this.
-pub const ALIAS_PREFIX: &str = "alias/";
-/// Names under this prefix belong to Alibaba Cloud services.
-const RESERVED_ALIAS_PREFIX: &str = "alias/acs";
-/// Characters allowed after the prefix, at most.
-const ALIAS_MAX_LEN: usize = 255;
+pub use crate::validate::ALIAS_PREFIX;
 /// Shortest deletion window ScheduleKeyDeletion accepts, in days.
 pub const MIN_PENDING_DAYS: u32 = 7;
 /// Longest deletion window ScheduleKeyDeletion accepts, in days.
@@ -68,19 +64,15 @@ pub fn is_alias_arn(text: &str) -> bool {
     text.starts_with("acs:kms:") && text.contains(":alias/")
 }
 
-/// Section 7: `alias/` then 1–255 of `[A-Za-z0-9_/-]`; with `reject_reserved`, not
-/// `alias/acs...` either.
+/// Section 7, shared with the operator's own checks: `alias/` then 1–255 of
+/// `[A-Za-z0-9_/-]`; with `reject_reserved`, not `alias/acs...` either.
 pub fn check_alias_name(name: &str, reject_reserved: bool) -> Result<(), ApiError> {
-    let invalid = || ApiError::invalid_parameter("AliasName");
-    let rest = name.strip_prefix(ALIAS_PREFIX).ok_or_else(invalid)?;
-    let chars_ok =
-        rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/'));
-    // All allowed characters are ASCII, so the byte length is the character count.
-    let len_ok = (1..=ALIAS_MAX_LEN).contains(&rest.len());
-    if !chars_ok || !len_ok || (reject_reserved && name.starts_with(RESERVED_ALIAS_PREFIX)) {
-        return Err(invalid());
-    }
-    Ok(())
+    let checked = if reject_reserved {
+        validate::alias_name(name)
+    } else {
+        validate::alias_name_syntax(name)
+    };
+    checked.map_err(|_| ApiError::invalid_parameter("AliasName"))
 }
 
 /// Whether a caller-chosen key id is acceptable: 1–128 of `[A-Za-z0-9_-]`.
