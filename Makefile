@@ -18,6 +18,7 @@ demo: build control-plane
 ## Everything: formatting, lints, CRD drift, unit and integration tests, chart lint.
 test: control-plane lint
 	KMS_TESTENV_BIN_DIR="$$(hack/build-control-plane.sh)" $(CARGO) test --all-targets -- --test-threads=2
+	hack/sdk-tests.sh
 	hack/lint-chart.sh
 
 lint:
@@ -26,5 +27,5 @@ lint:
 
 ## Regenerate the CRD files from the Rust types.
 crds:
-	$(CARGO) run -q -- crd > crds/kmsaliases.kms.aliasoperator.dev.yaml
-	cp crds/kmsaliases.kms.aliasoperator.dev.yaml charts/kms-alias-operator/crds/
+	$(CARGO) run -q -- crd --dir crds
+	$(CARGO) run -q -- crd --dir charts/kms-alias-operator/crds

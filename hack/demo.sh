@@ -87,7 +87,7 @@ kubectl wait --for=condition=Established crd/kmsaliases.kms.aliasoperator.dev --
 
 step "Starting the operator"
 ALIBABA_CLOUD_ACCESS_KEY_ID=demo-id ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret \
-  "$target/kms-alias-operator" run --region "$REGION" --kms-endpoint "$kms" \
+  "$target/kms-alias-operator" run --region "$REGION" --kms-endpoint "$kms" --allow-insecure-http \
   --http-addr 127.0.0.1:0 >"$work/operator.log" 2>&1 &
 pids+=($!)
 

@@ -7,6 +7,7 @@
 use crate::crd::{FINALIZER, KmsAlias};
 use crate::kms::{self, ErrorKind, KeyArn, KeyMetadata, KeyState};
 use crate::metrics::Metrics;
+use crate::providers::Providers;
 use crate::reconcile::{Plan, must_delete, plan};
 use crate::status::{self, Confirmed, Verdict, reason};
 use crate::validate::{self, KeyRef, RuleViolation};
@@ -53,7 +54,7 @@ impl Default for Settings {
 /// Shared state of all reconciles.
 pub struct Context {
     pub client: kube::Client,
-    pub kms: kms::Client,
+    pub providers: Providers,
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -65,13 +66,13 @@ impl Context {
     /// Creates the context.
     pub fn new(
         client: kube::Client,
-        kms: kms::Client,
+        providers: Providers,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter { controller: status::MANAGER.into(), instance: None };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, kms, recorder, settings, metrics, failures: Mutex::default() }
+        Self { client, providers, recorder, settings, metrics, failures: Mutex::default() }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<KmsAlias>, u32>> {
@@ -94,8 +95,12 @@ impl Context {
     }
 }
 
-/// Runs the controller until shutdown is signalled.
-pub async fn run(ctx: Arc<Context>) {
+/// Runs the controller until shutdown is signalled. `config_changes` yields whenever a
+/// `KmsProviderConfig` changes; every object is then reconciled again.
+pub async fn run(
+    ctx: Arc<Context>,
+    config_changes: impl futures::Stream<Item = ()> + Send + 'static,
+) {
     let api: Api<KmsAlias> = Api::all(ctx.client.clone());
     let (reader, writer) = reflector::store();
     let metrics = ctx.metrics.clone();
@@ -111,6 +116,7 @@ pub async fn run(ctx: Arc<Context>) {
     let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
     Controller::for_stream(stream, reader)
         .with_config(config)
+        .reconcile_all_on(config_changes)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -230,18 +236,19 @@ async fn converge(obj: &KmsAlias, ctx: &Context) -> Result<Confirmed> {
     let alias = obj.spec.alias_name.as_str();
     validate::alias_name(alias).map_err(Error::InvalidSpec)?;
     let key = validate::key_ref(&obj.spec.key_id).map_err(Error::InvalidSpec)?;
+    let kms = &ctx.providers.client_for(obj).await.map_err(Error::Provider)?;
     if let KeyRef::Arn(arn) = &key
-        && arn.region != ctx.kms.region()
+        && arn.region != kms.region()
     {
         return Err(Error::InvalidSpec(RuleViolation(format!(
             "keyId is a key in region {}, but this operator manages region {}; an alias and \
              its key must be in the same account and region",
             arn.region,
-            ctx.kms.region()
+            kms.region()
         ))));
     }
     let owned = obj.status.as_ref().and_then(|s| s.alias_name.as_deref()) == Some(alias);
-    let current = lookup_alias(ctx, alias).await?;
+    let current = lookup_alias(kms, alias).await?;
     let target =
         match (plan(current.as_ref().map(|m| m.key_id.as_str()), key.key_id(), owned), current) {
             (Plan::InSync { adopt }, Some(meta)) => {
@@ -258,8 +265,8 @@ async fn converge(obj: &KmsAlias, ctx: &Context) -> Result<Confirmed> {
                 return Err(Error::AliasOwnedElsewhere { alias: alias.into(), foreign_key });
             }
             (Plan::Repoint { from }, _) => {
-                let meta = usable_key(ctx, &key, alias).await?;
-                ctx.kms.update_alias(alias, &meta.key_id).await.map_err(|source| {
+                let meta = usable_key(kms, &key, alias).await?;
+                kms.update_alias(alias, &meta.key_id).await.map_err(|source| {
                     Error::UpdateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
                 })?;
                 info!(from = %from, to = %meta.key_id, "re-pointed alias");
@@ -268,8 +275,8 @@ async fn converge(obj: &KmsAlias, ctx: &Context) -> Result<Confirmed> {
                 meta
             }
             (Plan::Create | Plan::InSync { .. }, _) => {
-                let meta = usable_key(ctx, &key, alias).await?;
-                ctx.kms.create_alias(alias, &meta.key_id).await.map_err(|source| {
+                let meta = usable_key(kms, &key, alias).await?;
+                kms.create_alias(alias, &meta.key_id).await.map_err(|source| {
                     Error::CreateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
                 })?;
                 info!(key = %meta.key_id, "created alias");
@@ -283,9 +290,9 @@ async fn converge(obj: &KmsAlias, ctx: &Context) -> Result<Confirmed> {
 }
 
 /// The key the alias points at now, or `None` when the alias does not exist.
-async fn lookup_alias(ctx: &Context, alias: &str) -> Result<Option<KeyMetadata>> {
+async fn lookup_alias(kms: &kms::Client, alias: &str) -> Result<Option<KeyMetadata>> {
     // DescribeKey resolves an alias in one call, wherever it sits in ListAliases' pages.
-    match ctx.kms.describe_key(alias).await {
+    match kms.describe_key(alias).await {
         Ok(meta) => Ok(Some(meta)),
         Err(e) if e.kind() == ErrorKind::AliasNotFound => Ok(None),
         Err(source) => Err(Error::LookupAlias { alias: alias.into(), source }),
@@ -294,9 +301,8 @@ async fn lookup_alias(ctx: &Context, alias: &str) -> Result<Option<KeyMetadata>>
 
 /// Describes the desired key and checks it may become the alias's target: it must exist, be
 /// Enabled, and sit in the account and region the spec names.
-async fn usable_key(ctx: &Context, key: &KeyRef, alias: &str) -> Result<KeyMetadata> {
-    let meta = ctx
-        .kms
+async fn usable_key(kms: &kms::Client, key: &KeyRef, alias: &str) -> Result<KeyMetadata> {
+    let meta = kms
         .describe_key(key.key_id())
         .await
         .map_err(|source| Error::DescribeKey { key: key.key_id().into(), source })?;
@@ -328,16 +334,23 @@ async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<A
         info!("alias not owned by this object; removing the finalizer without a KMS call");
         return Ok(Action::await_change());
     }
-    match ctx.kms.delete_alias(alias).await {
+    let deleted = match ctx.providers.client_for(obj).await {
+        Ok(kms) => kms
+            .delete_alias(alias)
+            .await
+            .map_err(|source| Error::DeleteAlias { alias: alias.into(), source }),
+        // Without a client the alias cannot be deleted; keep the finalizer and say why.
+        Err(error) => Err(Error::Provider(error)),
+    };
+    match deleted {
         Ok(()) => {
             info!("deleted alias");
             ctx.event(obj, EventType::Normal, "Deleted", format!("deleted alias {alias}")).await;
         }
-        Err(e) if e.kind() == ErrorKind::AliasNotFound => {
+        Err(Error::DeleteAlias { source, .. }) if source.kind() == ErrorKind::AliasNotFound => {
             info!("alias already gone");
         }
-        Err(source) => {
-            let error = Error::DeleteAlias { alias: alias.into(), source };
+        Err(error) => {
             // Best effort: during namespace teardown the status write may fail too.
             report_failure(obj, ctx, api, &error).await;
             return Err(error);

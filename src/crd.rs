@@ -28,6 +28,10 @@ pub const FINALIZER: &str = "kms.aliasoperator.dev/alias-cleanup";
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new(
+    "has(self.providerConfigRef) == has(oldSelf.providerConfigRef) && \
+     (!has(self.providerConfigRef) || self.providerConfigRef == oldSelf.providerConfigRef)")
+    .message("providerConfigRef is immutable; create a new KmsAlias to use another account"))]
 #[serde(rename_all = "camelCase")]
 pub struct KmsAliasSpec {
     /// Full name of the KMS alias, for example `alias/app-secrets`. It must start with `alias/`,
@@ -60,6 +64,19 @@ pub struct KmsAliasSpec {
             .message("keyId must not contain whitespace")
     )]
     pub key_id: String,
+
+    /// The KmsProviderConfig (account and region) the alias lives in. Default: the config
+    /// named `default`, or the operator's own region and identity if there is none.
+    /// Immutable, because the operator could not clean up the alias in the old account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_config_ref: Option<ProviderConfigRef>,
+}
+
+/// A reference to a cluster-scoped KmsProviderConfig.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub struct ProviderConfigRef {
+    /// Name of the KmsProviderConfig.
+    pub name: String,
 }
 
 /// What the operator last observed and did.
@@ -113,9 +130,22 @@ impl KmsAlias {
     }
 }
 
-/// The CustomResourceDefinition as YAML, exactly as committed under `crds/`.
+/// The CustomResourceDefinitions, each as YAML, with the file name they are committed under
+/// in `crds/` and in the chart.
+pub fn crds() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    use crate::providers::KmsProviderConfig;
+    [KmsAlias::crd(), KmsProviderConfig::crd()]
+        .into_iter()
+        .map(|crd| {
+            let file = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());
+            serde_yaml::to_string(&crd).map(|yaml| (file, yaml))
+        })
+        .collect()
+}
+
+/// All CRDs as one multi-document YAML stream.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&KmsAlias::crd())
+    Ok(crds()?.into_iter().map(|(_, yaml)| yaml).collect::<Vec<_>>().join("---\n"))
 }
 
 #[cfg(test)]
@@ -123,14 +153,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn committed_crd_matches_the_rust_types() {
-        let generated = crd_yaml().expect("CRD serialises");
-        let committed = [
-            include_str!("../crds/kmsaliases.kms.aliasoperator.dev.yaml"),
-            include_str!("../charts/kms-alias-operator/crds/kmsaliases.kms.aliasoperator.dev.yaml"),
-        ];
-        for file in committed {
-            assert!(file == generated, "a committed CRD is stale: run `make crds`");
+    fn committed_crds_match_the_rust_types() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (file, generated) in crds().expect("CRDs serialise") {
+            for dir in ["crds", "charts/kms-alias-operator/crds"] {
+                let path = root.join(dir).join(&file);
+                let committed = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(committed == generated, "{} is stale: run `make crds`", path.display());
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`reconcile`]: what to do with an alias, as pure functions.
 //! - [`status`]: conditions and the status write.
 //! - [`metrics`]: Prometheus metrics and the health endpoints.
+//! - [`providers`]: the `KmsProviderConfig` kind: accounts, regions, credentials.
 //! - [`kms`]: the signed KMS client.
 //! - [`emulator`]: the local KMS emulator served by the `kms-emulator` binary.
 //! - [`testenv`]: a local etcd + kube-apiserver control plane for tests and the demo.
@@ -16,6 +17,7 @@ pub mod crd;
 pub mod emulator;
 pub mod kms;
 pub mod metrics;
+pub mod providers;
 pub mod reconcile;
 pub mod status;
 pub mod testenv;
@@ -78,6 +80,9 @@ pub enum Error {
          object, so the operator will not change or delete it"
     )]
     AliasOwnedElsewhere { alias: String, foreign_key: String },
+    /// No KMS client could be had for the object's account and region.
+    #[error("failed to resolve the KMS provider")]
+    Provider(#[source] providers::ProviderError),
     /// Writing status failed.
     #[error("failed to write status")]
     WriteStatus(#[source] kube::Error),
@@ -111,6 +116,7 @@ impl Error {
             }
             Self::KeyNotUsable { .. } => reason::KEY_DISABLED,
             Self::DeleteAlias { .. } => reason::DELETE_FAILED,
+            Self::Provider(_) => reason::PROVIDER_CONFIG_INVALID,
             Self::WriteStatus(_) | Self::Finalizer(_) => reason::KUBERNETES_ERROR,
             _ => match self.kms().map(kms::Error::kind) {
                 Some(ErrorKind::KeyNotFound) => reason::KEY_NOT_FOUND,
@@ -119,6 +125,7 @@ impl Error {
                 Some(ErrorKind::Throttled) => reason::THROTTLED,
                 Some(ErrorKind::Auth) => reason::ACCESS_DENIED,
                 Some(ErrorKind::InvalidParameter) => reason::KMS_REJECTED,
+                Some(ErrorKind::CredentialsUnavailable) => reason::CREDENTIALS_UNAVAILABLE,
                 _ => reason::KMS_UNAVAILABLE,
             },
         }

@@ -3,8 +3,12 @@
 use clap::{Parser, Subcommand};
 use kms_alias_operator::controller::{self, Context, Settings};
 use kms_alias_operator::crd;
-use kms_alias_operator::kms::{self, ClientConfig, Credentials};
+use kms_alias_operator::kms::credentials::{CredentialsProvider, DefaultChain};
+use kms_alias_operator::kms::{self, ClientConfig};
 use kms_alias_operator::metrics::{self, Metrics};
+use kms_alias_operator::providers::{Builtin, KmsProviderConfig, Providers};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,18 +25,26 @@ struct Cli {
 enum Command {
     /// Run the controller against the cluster of the current kubeconfig or service account.
     Run(RunArgs),
-    /// Print the KmsAlias CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML, or write one file each into a directory.
+    Crd {
+        /// Write `<crd name>.yaml` files here instead of printing.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// KMS region id, for example cn-hangzhou.
+    /// Region of the built-in `default` provider (used when no KmsProviderConfig named
+    /// `default` exists), for example cn-hangzhou.
     #[arg(long, env = "ALIBABA_CLOUD_REGION_ID")]
-    region: String,
-    /// KMS endpoint URL; default https://kms.<region>.aliyuncs.com.
+    region: Option<String>,
+    /// KMS endpoint URL of the built-in provider; default https://kms.<region>.aliyuncs.com.
     #[arg(long, env = "KMS_ENDPOINT")]
     kms_endpoint: Option<String>,
+    /// Allow a plain http:// --kms-endpoint (the local emulator). Never for real KMS.
+    #[arg(long)]
+    allow_insecure_http: bool,
     /// Timeout of one KMS call, in seconds.
     #[arg(long, default_value_t = 10)]
     kms_timeout_secs: u64,
@@ -53,13 +65,10 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crd => match crd::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
+        Command::Crd { dir } => match write_crds(dir.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("failed to render the CRD: {error}");
+                eprintln!("failed to write the CRDs: {error}");
                 ExitCode::FAILURE
             }
         },
@@ -76,6 +85,18 @@ async fn main() -> ExitCode {
     }
 }
 
+fn write_crds(dir: Option<&std::path::Path>) -> Result<(), Box<dyn std::error::Error>> {
+    match dir {
+        None => print!("{}", crd::crd_yaml()?),
+        Some(dir) => {
+            for (file, yaml) in crd::crds()? {
+                std::fs::write(dir.join(file), yaml)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,kube=warn".into());
@@ -88,31 +109,74 @@ fn init_tracing(json: bool) {
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let credentials = Credentials::from_env()?;
-    let config = ClientConfig {
-        region: args.region.clone(),
-        endpoint: args.kms_endpoint.clone(),
-        timeout: Duration::from_secs(args.kms_timeout_secs),
-    };
-    let kms = kms::Client::new(&config, credentials)?;
+    let identity = operator_identity().await?;
     let client = kube::Client::try_default().await?;
+    let timeout = Duration::from_secs(args.kms_timeout_secs);
+    let builtin = args.region.clone().map(|region| Builtin {
+        config: ClientConfig {
+            region,
+            endpoint: args.kms_endpoint.clone(),
+            timeout,
+            allow_http: args.allow_insecure_http,
+        },
+    });
+    if let Some(builtin) = &builtin {
+        // Fail at start-up, not at the first reconcile, on an endpoint that will never work.
+        kms::Client::with_provider(&builtin.config, identity.clone())?;
+    }
+    let metrics = Arc::new(Metrics::default());
+
+    let configs: Api<KmsProviderConfig> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let (changed, changes) = futures::channel::mpsc::channel(16);
+    tokio::spawn(watch_configs(configs, writer, changed));
+    reader.wait_until_ready().await?;
+
+    let providers =
+        Providers::new(client.clone(), reader, builtin, identity, metrics.clone(), timeout);
     let settings = Settings {
         resync: Duration::from_secs(args.resync_secs),
         concurrency: args.concurrency,
         ..Settings::default()
     };
-    let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     tracing::info!(
-        region = %args.region, endpoint = %config.endpoint_url(), http = %listener.local_addr()?,
+        region = args.region.as_deref().unwrap_or("<none>"), http = %listener.local_addr()?,
         "starting kms-alias-operator"
     );
     let http = axum::serve(listener, metrics::router(metrics.clone()));
-    let ctx = Arc::new(Context::new(client, kms, settings, metrics));
+    let ctx = Arc::new(Context::new(client, providers, settings, metrics));
     tokio::select! {
-        () = controller::run(ctx) => {}
+        () = controller::run(ctx, changes) => {}
         result = http => result?,
     }
     tracing::info!("kms-alias-operator stopped");
     Ok(())
+}
+
+/// The operator's own identity from the default chain; start-up fails naming every source.
+async fn operator_identity() -> Result<Arc<dyn CredentialsProvider>, Box<dyn std::error::Error>> {
+    let chain = DefaultChain::from_env();
+    chain.credentials().await?;
+    Ok(Arc::new(chain))
+}
+
+/// Keeps the KmsProviderConfig cache current and signals each change of a config's spec.
+async fn watch_configs(
+    api: Api<KmsProviderConfig>,
+    writer: reflector::store::Writer<KmsProviderConfig>,
+    mut changed: futures::channel::mpsc::Sender<()>,
+) {
+    use futures::{SinkExt, StreamExt};
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        if event.is_ok() && changed.send(()).await.is_err() {
+            return;
+        }
+    }
 }

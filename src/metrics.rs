@@ -18,12 +18,25 @@ struct ResultLabel {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    action: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: String,
+}
+
 /// The operator's metrics and health state.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabel, Counter>,
     reconcile_duration: Histogram,
     watch_errors: Counter,
+    kms_calls: Family<CallLabels, Counter>,
+    kms_latency: Family<ActionLabel, Histogram>,
     /// Unix seconds of the last successful watch event; 0 before the first.
     last_watch_ok: AtomicU64,
     /// Unix seconds of the first watch error since the last success; 0 when healthy.
@@ -54,11 +67,27 @@ impl Default for Metrics {
         );
         let watch_errors = Counter::default();
         registry.register("watch_errors", "Errors from the KmsAlias watch", watch_errors.clone());
+        let kms_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "kms_requests",
+            "KMS calls by action and result code (OK or the error code)",
+            kms_calls.clone(),
+        );
+        let kms_latency = Family::<ActionLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 12))
+        });
+        registry.register(
+            "kms_request_duration_seconds",
+            "Latency of one KMS call",
+            kms_latency.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_duration,
             watch_errors,
+            kms_calls,
+            kms_latency,
             last_watch_ok: AtomicU64::new(0),
             failing_since: AtomicU64::new(0),
         }
@@ -101,6 +130,15 @@ impl Metrics {
             Ok(()) => text,
             Err(_) => String::from("# encoding failed\n"),
         }
+    }
+}
+
+impl crate::kms::CallObserver for Metrics {
+    fn observe(&self, action: &'static str, code: &str, elapsed: Duration) {
+        let labels = CallLabels { action: action.to_owned(), code: code.to_owned() };
+        self.kms_calls.get_or_create(&labels).inc();
+        let action = ActionLabel { action: action.to_owned() };
+        self.kms_latency.get_or_create(&action).observe(elapsed.as_secs_f64());
     }
 }
 

@@ -40,6 +40,10 @@ pub mod reason {
     pub const KMS_UNAVAILABLE: &str = "KmsUnavailable";
     /// Deleting the alias failed; the finalizer stays until it succeeds.
     pub const DELETE_FAILED: &str = "DeleteFailed";
+    /// No credentials could be obtained for the KMS call.
+    pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
+    /// The KmsProviderConfig the object names does not exist or is unusable.
+    pub const PROVIDER_CONFIG_INVALID: &str = "ProviderConfigInvalid";
     /// The Kubernetes API failed while reconciling.
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
 }
@@ -125,7 +129,11 @@ mod tests {
     fn object(ready: Option<(&str, &str)>) -> KmsAlias {
         let mut obj = KmsAlias::new(
             "app",
-            KmsAliasSpec { alias_name: "alias/app".into(), key_id: "key-1".into() },
+            KmsAliasSpec {
+                alias_name: "alias/app".into(),
+                key_id: "key-1".into(),
+                provider_config_ref: None,
+            },
         );
         obj.meta_mut().generation = Some(3);
         obj.status = ready.map(|(value, since)| KmsAliasStatus {

@@ -1,10 +1,24 @@
 //! The emulator speaks the wire protocol the crate's KMS client speaks: alias lifecycle,
 //! paging, documented errors, signature and replay checks, GET requests, admin surface.
 //!
-//! Each test starts its own emulator in-process on a free loopback port.
+//! Each test starts its own emulator in-process on a free loopback port. The submodules cover
+//! accounts and regions, STS, quotas and faults, persistence and the command line.
+
+#[path = "emulator_protocol/accounts.rs"]
+mod accounts;
+#[path = "emulator_protocol/cli.rs"]
+mod cli;
+#[path = "emulator_protocol/limits.rs"]
+mod limits;
+#[path = "emulator_protocol/persistence.rs"]
+mod persistence;
+#[path = "emulator_protocol/sts.rs"]
+mod sts;
+#[path = "emulator_protocol/wire.rs"]
+mod wire;
 
 use chrono::Utc;
-use kms_alias_operator::emulator::admin::Fault;
+use kms_alias_operator::emulator::faults::Fault;
 use kms_alias_operator::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use kms_alias_operator::kms::{
     Client, ClientConfig, Credentials, Error, ErrorKind, KeyState, sign,
@@ -21,12 +35,18 @@ async fn start() -> RunningEmulator {
 }
 
 fn client(running: &RunningEmulator, secret: &str) -> Client {
+    client_for(running, Credentials::new("testid", secret))
+}
+
+/// A client of the emulator with any credentials.
+fn client_for(running: &RunningEmulator, credentials: Credentials) -> Client {
     let config = ClientConfig {
         region: REGION.to_owned(),
         endpoint: Some(running.url()),
         timeout: Duration::from_secs(5),
+        allow_http: true,
     };
-    Client::new(&config, Credentials::new("testid", secret)).expect("client builds")
+    Client::new(&config, credentials).expect("client builds")
 }
 
 /// The error code and the full error text (which carries status and message).
@@ -259,16 +279,7 @@ async fn admin_surface_logs_calls_and_injects_faults() {
     let seeded =
         running.emulator().insert_key(Some("key-fixed"), KeyState::Disabled).expect("insert");
     assert_eq!(kms.describe_key("key-fixed").await.expect("describe").key_state, seeded.key_state);
-    running
-        .emulator()
-        .add_fault(Fault {
-            action: "*".into(),
-            code: "Rejected.Throttling".into(),
-            status: None,
-            message: None,
-            times: None,
-        })
-        .expect("arm fault");
+    running.emulator().add_fault(Fault::error("*", "Rejected.Throttling")).expect("arm fault");
     assert_eq!(
         kms.describe_key("key-fixed").await.expect_err("throttled").kind(),
         ErrorKind::Throttled

@@ -1,19 +1,27 @@
-//! The unsigned inspection and control surface under `/_emulator/`, for tests on loopback:
-//! the state, the call log, fault injection and direct key manipulation.
+//! The unsigned inspection and control surface under `/_emulator/`, for tests on loopback.
+//! Nothing it answers contains an AccessKey secret or a security token.
 //!
 //! | Method and path | Body / query | Answer |
 //! |---|---|---|
-//! | `GET /_emulator/state` | | accounts → regions → keys and aliases |
+//! | `GET /_emulator/state` | | accounts → AccessKeys, STS keys, regions → keys and aliases |
 //! | `GET /_emulator/calls` | `?since=<seq>&action=<Action>` | array of [`CallRecord`] |
-//! | `POST /_emulator/reset` | `?state=true` | 204; clears calls and faults (and state) |
+//! | `POST /_emulator/reset` | `?state=true` | 204; clears calls, faults, QPS windows (and state) |
 //! | `GET/POST/DELETE /_emulator/faults` | [`Fault`] JSON for POST | armed faults / 204 |
-//! | `POST /_emulator/keys` | `{"keyId"?, "state"?}` | the key's `KeyMetadata` |
-//! | `DELETE /_emulator/keys/{id}` | | `{"keyId", "removedAliases"}` |
+//! | `GET/POST /_emulator/quotas` | partial [`Quotas`] JSON for POST | quotas in force |
+//! | `POST /_emulator/sts/expire` | | `{"expired": n}`; every issued STS key expires now |
+//! | `POST /_emulator/access-keys` | `{"accountUid"?, "id", "secret", "enabled"?, "securityToken"?}` | 204 |
+//! | `POST /_emulator/access-keys/{id}/enable`, `.../disable` | | 204, 404 if unknown |
+//! | `DELETE /_emulator/access-keys/{id}` | | 204, 404 if unknown |
+//! | `POST /_emulator/keys` | `{"keyId"?, "state"?, "accountUid"?, "region"?}` | `KeyMetadata` |
+//! | `DELETE /_emulator/keys/{id}` | `?accountUid=&region=` | `{"keyId", "removedAliases"}` |
 
 use super::Emulator;
-use super::error::{self, ApiError};
-use super::protocol::Params;
-use super::state::KmsState;
+use super::calls::CallRecord;
+use super::config::{AccessKeySpec, EmulatorConfig};
+use super::faults::Fault;
+use super::identity::Identities;
+use super::quota::{QuotaUpdate, Quotas};
+use super::state::{KmsState, Scope};
 use crate::kms::KeyState;
 use axum::Json;
 use axum::Router;
@@ -22,167 +30,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, VecDeque};
-
-/// Calls kept in the log; older ones are dropped.
-const CALL_LOG_CAPACITY: usize = 10_000;
-/// Parameters never written to the call log.
-const SECRET_PARAMS: &[&str] = &["Signature", "SecurityToken"];
-
-/// One call to `/` as the call log keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CallRecord {
-    /// 1-based sequence number, increasing for the emulator's lifetime (resets keep counting).
-    pub seq: u64,
-    /// Unix time of the call in milliseconds.
-    pub time_ms: i64,
-    /// The `Action` parameter, empty if absent.
-    pub action: String,
-    /// The `AccessKeyId` parameter, empty if absent.
-    pub access_key_id: String,
-    /// Every parameter except `Signature` and `SecurityToken`.
-    pub params: BTreeMap<String, String>,
-    /// `OK` on success, else the error code.
-    pub code: String,
-    /// The HTTP status answered.
-    pub status: u16,
-    /// The `RequestId` answered.
-    pub request_id: String,
-}
-
-impl CallRecord {
-    /// A record of one call; the log assigns `seq`.
-    pub(super) fn new(
-        params: &Params,
-        result: &Result<Value, ApiError>,
-        request_id: &str,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let mut kept = BTreeMap::new();
-        for (name, value) in params.pairs().filter(|(n, _)| !SECRET_PARAMS.contains(n)) {
-            kept.entry(name.to_owned()).or_insert_with(|| value.to_owned());
-        }
-        let (code, status) = match result {
-            Ok(_) => ("OK".to_owned(), 200),
-            Err(e) => (e.code.clone(), e.status),
-        };
-        Self {
-            seq: 0,
-            time_ms: now.timestamp_millis(),
-            action: params.get("Action").unwrap_or_default().to_owned(),
-            access_key_id: params.get("AccessKeyId").unwrap_or_default().to_owned(),
-            params: kept,
-            code,
-            status,
-            request_id: request_id.to_owned(),
-        }
-    }
-}
-
-/// The bounded call log.
-#[derive(Debug, Default)]
-pub struct CallLog {
-    records: VecDeque<CallRecord>,
-    last_seq: u64,
-}
-
-impl CallLog {
-    pub(super) fn record(&mut self, mut record: CallRecord) {
-        self.last_seq += 1;
-        record.seq = self.last_seq;
-        if self.records.len() >= CALL_LOG_CAPACITY {
-            self.records.pop_front();
-        }
-        self.records.push_back(record);
-    }
-
-    /// Records after `since`, optionally of one action.
-    pub fn since(&self, since: u64, action: Option<&str>) -> Vec<CallRecord> {
-        let wanted = |r: &&CallRecord| r.seq > since && action.is_none_or(|a| r.action == a);
-        self.records.iter().filter(wanted).cloned().collect()
-    }
-
-    pub(super) fn clear(&mut self) {
-        self.records.clear();
-    }
-}
-
-/// An injected failure: signed calls of `action` (or `*` for all) fail with `code`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Fault {
-    /// An action name, or `*` for every action.
-    pub action: String,
-    /// The error code to answer with, for example `Throttling`.
-    pub code: String,
-    /// HTTP status; defaults by code (429 `Rejected.Throttling`, 500 `InternalFailure`,
-    /// 503 `*Unavailable*`, else 400).
-    #[serde(default)]
-    pub status: Option<u16>,
-    /// Message; defaults to the documented one for known codes.
-    #[serde(default)]
-    pub message: Option<String>,
-    /// How many calls to fail; `None` until the faults are cleared.
-    #[serde(default)]
-    pub times: Option<u32>,
-}
-
-/// The armed faults, first match wins.
-#[derive(Debug, Default)]
-pub struct FaultSet {
-    faults: Vec<Fault>,
-}
-
-impl FaultSet {
-    /// Arms a fault after checking it makes sense.
-    pub fn add(&mut self, fault: Fault) -> Result<(), String> {
-        if fault.action.is_empty() || fault.code.is_empty() {
-            return Err("action and code must not be empty".to_owned());
-        }
-        if fault.status.is_some_and(|s| !(400..=599).contains(&s)) {
-            return Err("status must be between 400 and 599".to_owned());
-        }
-        if fault.times == Some(0) {
-            return Err("times must be at least 1 (or null for unlimited)".to_owned());
-        }
-        self.faults.push(fault);
-        Ok(())
-    }
-
-    /// The armed faults.
-    pub fn list(&self) -> &[Fault] {
-        &self.faults
-    }
-
-    pub(super) fn clear(&mut self) {
-        self.faults.clear();
-    }
-
-    /// Uses up one shot of the first fault matching `action`.
-    pub(super) fn take(&mut self, action: &str) -> Option<ApiError> {
-        let index = self.faults.iter().position(|f| f.action == "*" || f.action == action)?;
-        let fault = &mut self.faults[index];
-        let status = fault.status.unwrap_or_else(|| error::default_fault_status(&fault.code));
-        let message = fault.message.clone();
-        let error = ApiError::new(
-            fault.code.clone(),
-            status,
-            message.unwrap_or_else(|| error::default_fault_message(&fault.code).to_owned()),
-        );
-        match &mut fault.times {
-            Some(1) => {
-                self.faults.remove(index);
-            }
-            Some(n) => *n -= 1,
-            None => {}
-        }
-        Some(error)
-    }
-}
 
 /// The admin routes, to be merged into the emulator's router.
 pub(super) fn routes() -> Router<Emulator> {
@@ -191,40 +41,73 @@ pub(super) fn routes() -> Router<Emulator> {
         .route("/_emulator/calls", get(calls))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route("/_emulator/quotas", get(quotas).post(update_quotas))
+        .route("/_emulator/sts/expire", post(expire_sts))
+        .route("/_emulator/access-keys", post(upsert_access_key))
+        .route("/_emulator/access-keys/{id}", delete(remove_access_key))
+        .route("/_emulator/access-keys/{id}/{switch}", post(switch_access_key))
         .route("/_emulator/keys", post(create_key))
         .route("/_emulator/keys/{id}", delete(remove_key))
 }
 
-/// The whole state as admin JSON (AccessKey ids only, never secrets).
-pub fn snapshot(kms: &KmsState, default_region: &str, default_account: &str) -> Value {
+/// The whole state as admin JSON: AccessKey ids and flags, never secrets or tokens.
+pub fn snapshot(
+    kms: &KmsState,
+    identities: &Identities,
+    config: &EmulatorConfig,
+    quotas: &Quotas,
+) -> Value {
+    let keys = identities.by_account();
+    let issued = identities.issued_by_account();
+    let uids = kms.accounts().keys().chain(keys.keys()).chain(issued.keys());
     let mut accounts = Map::new();
-    for (uid, account) in kms.accounts() {
-        let mut regions = Map::new();
-        for (name, region) in account.regions() {
-            let keys: Map<String, Value> = region
-                .keys()
-                .iter()
-                .map(|(id, k)| {
-                    let key = json!({
-                        "state": k.key_state,
-                        "arn": k.arn,
-                        "creationDate": k.creation_date,
-                        "deleteDate": k.delete_date,
-                        "description": k.description,
-                    });
-                    (id.clone(), key)
-                })
-                .collect();
-            regions.insert(name.clone(), json!({ "keys": keys, "aliases": region.aliases() }));
+    for uid in uids {
+        if accounts.contains_key(uid) {
+            continue;
         }
-        let ids: Vec<&str> = account.access_key_ids().collect();
-        accounts.insert(uid.clone(), json!({ "accessKeyIds": ids, "regions": regions }));
+        let own_keys = keys.get(uid).map(Vec::as_slice).unwrap_or_default();
+        let ids: Vec<&str> = own_keys.iter().map(|k| k.id.as_str()).collect();
+        let account = json!({
+            "accessKeyIds": ids,
+            "accessKeys": own_keys,
+            "stsCredentials": issued.get(uid).map(Vec::as_slice).unwrap_or_default(),
+            "regions": regions(kms, uid),
+        });
+        accounts.insert(uid.clone(), account);
     }
     json!({
-        "defaultRegion": default_region,
-        "defaultAccount": default_account,
+        "defaultRegion": config.region,
+        "defaultAccount": config.account_uid,
+        "quotas": quotas,
+        "roles": config.roles.iter().map(|r| &r.arn).collect::<Vec<_>>(),
+        "oidcProviders": config.oidc_providers.iter().map(|p| &p.arn).collect::<Vec<_>>(),
         "accounts": accounts,
     })
+}
+
+fn regions(kms: &KmsState, uid: &str) -> Map<String, Value> {
+    let Some(account) = kms.accounts().get(uid) else {
+        return Map::new();
+    };
+    let mut regions = Map::new();
+    for (name, region) in account.regions() {
+        let keys: Map<String, Value> = region
+            .keys()
+            .iter()
+            .map(|(id, k)| {
+                let key = json!({
+                    "state": k.key_state,
+                    "arn": k.arn,
+                    "creationDate": k.creation_date,
+                    "deleteDate": k.delete_date,
+                    "description": k.description,
+                });
+                (id.clone(), key)
+            })
+            .collect();
+        regions.insert(name.clone(), json!({ "keys": keys, "aliases": region.aliases() }));
+    }
+    regions
 }
 
 async fn state(State(emulator): State<Emulator>) -> Json<Value> {
@@ -239,7 +122,7 @@ struct CallsQuery {
 }
 
 async fn calls(State(emulator): State<Emulator>, Query(q): Query<CallsQuery>) -> Response {
-    let calls = emulator.lock().calls.since(q.since, q.action.as_deref());
+    let calls: Vec<CallRecord> = emulator.calls(q.since, q.action.as_deref());
     Json(calls).into_response()
 }
 
@@ -259,9 +142,9 @@ async fn list_faults(State(emulator): State<Emulator>) -> Json<Vec<Fault>> {
 }
 
 async fn add_fault(State(emulator): State<Emulator>, body: Bytes) -> Response {
-    let fault: Fault = match serde_json::from_slice(&body) {
+    let fault: Fault = match parse(&body, "fault") {
         Ok(fault) => fault,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("invalid fault: {e}")),
+        Err(response) => return response,
     };
     match emulator.add_fault(fault) {
         Ok(()) => Json(emulator.faults()).into_response(),
@@ -274,24 +157,111 @@ async fn clear_faults(State(emulator): State<Emulator>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+async fn quotas(State(emulator): State<Emulator>) -> Json<Quotas> {
+    Json(emulator.quotas())
+}
+
+async fn update_quotas(State(emulator): State<Emulator>, body: Bytes) -> Response {
+    match parse::<QuotaUpdate>(&body, "quotas") {
+        Ok(update) => Json(emulator.update_quotas(update)).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn expire_sts(State(emulator): State<Emulator>) -> Json<Value> {
+    Json(json!({ "expired": emulator.expire_sts_credentials() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AccessKeyRequest {
+    account_uid: Option<String>,
+    id: String,
+    secret: String,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    security_token: Option<String>,
+}
+
+async fn upsert_access_key(State(emulator): State<Emulator>, body: Bytes) -> Response {
+    let request: AccessKeyRequest = match parse(&body, "access key") {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let key = AccessKeySpec {
+        enabled: request.enabled.unwrap_or(true),
+        security_token: request.security_token,
+        ..AccessKeySpec::new(request.id, request.secret)
+    };
+    match emulator.upsert_access_key(request.account_uid.as_deref(), key) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(message) => admin_error(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+async fn switch_access_key(
+    State(emulator): State<Emulator>,
+    Path((id, switch)): Path<(String, String)>,
+) -> Response {
+    let enabled = match switch.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return admin_error(StatusCode::NOT_FOUND, "use .../enable or .../disable"),
+    };
+    if emulator.set_access_key_enabled(&id, enabled) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        admin_error(StatusCode::NOT_FOUND, "no such long-lived AccessKey")
+    }
+}
+
+async fn remove_access_key(State(emulator): State<Emulator>, Path(id): Path<String>) -> Response {
+    if emulator.remove_access_key(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        admin_error(StatusCode::NOT_FOUND, "no such long-lived AccessKey")
+    }
+}
+
+/// Where an admin key operation acts; defaults to the default account and region.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Where {
+    account_uid: Option<String>,
+    region: Option<String>,
+}
+
+impl Where {
+    fn scope<'a>(&'a self, config: &'a EmulatorConfig) -> Scope<'a> {
+        Scope {
+            account: self.account_uid.as_deref().unwrap_or(&config.account_uid),
+            region: self.region.as_deref().unwrap_or(&config.region),
+        }
+    }
+}
+
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NewKeyRequest {
     key_id: Option<String>,
     state: Option<KeyState>,
+    #[serde(flatten)]
+    place: Where,
 }
 
 async fn create_key(State(emulator): State<Emulator>, body: Bytes) -> Response {
     let request: NewKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         NewKeyRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match parse(&body, "key") {
             Ok(request) => request,
-            Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("invalid key: {e}")),
+            Err(response) => return response,
         }
     };
     let state = request.state.unwrap_or(KeyState::Enabled);
-    match emulator.insert_key(request.key_id.as_deref(), state) {
+    let scope = request.place.scope(emulator.config());
+    match emulator.insert_key_at(scope, request.key_id.as_deref(), state) {
         Ok(key) => Json(key).into_response(),
         Err(e) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -300,83 +270,23 @@ async fn create_key(State(emulator): State<Emulator>, body: Bytes) -> Response {
     }
 }
 
-async fn remove_key(State(emulator): State<Emulator>, Path(id): Path<String>) -> Response {
-    match emulator.remove_key(&id) {
+async fn remove_key(
+    State(emulator): State<Emulator>,
+    Path(id): Path<String>,
+    Query(place): Query<Where>,
+) -> Response {
+    match emulator.remove_key_at(place.scope(emulator.config()), &id) {
         Some(aliases) => Json(json!({ "keyId": id, "removedAliases": aliases })).into_response(),
-        None => admin_error(StatusCode::NOT_FOUND, "no such key in the default account and region"),
+        None => admin_error(StatusCode::NOT_FOUND, "no such key in that account and region"),
     }
+}
+
+/// Parses a JSON body; a failure is already the 400 answer.
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| admin_error(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
 }
 
 fn admin_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fault(action: &str, times: Option<u32>) -> Fault {
-        Fault {
-            action: action.into(),
-            code: "Throttling".into(),
-            status: None,
-            message: None,
-            times,
-        }
-    }
-
-    #[test]
-    fn faults_count_down_and_match_by_action() {
-        let mut set = FaultSet::default();
-        set.add(fault("CreateAlias", Some(2))).unwrap();
-        assert!(set.take("DeleteAlias").is_none(), "other actions pass");
-        let first = set.take("CreateAlias").expect("armed");
-        assert_eq!((first.code.as_str(), first.status), ("Throttling", 400));
-        assert!(set.take("CreateAlias").is_some(), "second shot");
-        assert!(set.take("CreateAlias").is_none(), "used up");
-
-        set.add(fault("*", None)).unwrap();
-        for action in ["ListAliases", "CreateKey", "ListAliases"] {
-            assert!(set.take(action).is_some(), "unlimited wildcard hits {action}");
-        }
-        set.clear();
-        assert!(set.take("ListAliases").is_none());
-    }
-
-    #[test]
-    fn fault_defaults_and_validation() {
-        let mut set = FaultSet::default();
-        let cases = [
-            ("Rejected.Throttling", 429, "QPS Limit Exceeded"),
-            ("ServiceUnavailableTemporary", 503, "Service Unavailable Temporary."),
-            ("InternalFailure", 500, "Internal Failure."),
-        ];
-        for (code, status, message) in cases {
-            set.add(Fault { code: code.into(), ..fault("*", Some(1)) }).unwrap();
-            let got = set.take("X").expect("armed");
-            assert_eq!((got.status, got.message.as_str()), (status, message), "{code}");
-        }
-        assert!(set.add(fault("*", Some(0))).is_err(), "zero times");
-        assert!(set.add(Fault { status: Some(200), ..fault("*", None) }).is_err(), "2xx status");
-        assert!(set.add(Fault { code: String::new(), ..fault("*", None) }).is_err(), "no code");
-    }
-
-    #[test]
-    fn call_records_hide_secrets_and_filter() {
-        let params = Params::from_pairs(
-            [("Action", "ListAliases"), ("Signature", "sig"), ("SecurityToken", "tok")]
-                .map(|(k, v)| (k.to_owned(), v.to_owned())),
-        );
-        let mut log = CallLog::default();
-        let err = Err(ApiError::nonce_used());
-        log.record(CallRecord::new(&params, &Ok(json!({})), "r1", Utc::now()));
-        log.record(CallRecord::new(&params, &err, "r2", Utc::now()));
-        let all = log.since(0, Some("ListAliases"));
-        assert_eq!(all.len(), 2);
-        assert!(!all[0].params.contains_key("Signature"));
-        assert!(!all[0].params.contains_key("SecurityToken"));
-        assert_eq!((all[0].code.as_str(), all[1].code.as_str()), ("OK", "SignatureNonceUsed"));
-        assert_eq!(log.since(1, None).len(), 1);
-        assert!(log.since(0, Some("CreateKey")).is_empty());
-    }
 }

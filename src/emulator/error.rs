@@ -50,6 +50,40 @@ impl ApiError {
         )
     }
 
+    /// The AccessKey exists but is disabled.
+    pub fn access_key_disabled() -> Self {
+        Self::new("Forbidden.AccessKey", 403, "This AccessKey is not enabled.")
+    }
+
+    /// An STS key was used without its `SecurityToken`.
+    pub fn missing_security_token() -> Self {
+        Self::new("MissingSecurityToken", 400, "SecurityToken is mandatory for this action.")
+    }
+
+    /// The `SecurityToken` is not the one issued with the AccessKey.
+    pub fn security_token_mismatch() -> Self {
+        Self::new(
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            400,
+            "Specified SecurityToken mismatch with the AccessKey.",
+        )
+    }
+
+    /// The STS credentials are past their `Expiration`.
+    pub fn security_token_expired() -> Self {
+        Self::new("InvalidSecurityToken.Expired", 400, "Specified SecurityToken is expired.")
+    }
+
+    /// The account and region used up a QPS quota.
+    pub fn throttled() -> Self {
+        Self::new("Rejected.Throttling", 429, "QPS Limit Exceeded")
+    }
+
+    /// The account may not use this region.
+    pub fn invalid_region() -> Self {
+        Self::new("InvalidRegionId", 400, "The specified region does not exist.")
+    }
+
     /// `Signature`, `SignatureMethod` or `SignatureVersion` missing or unsupported.
     pub fn incomplete_signature(detail: &str) -> Self {
         Self::new(

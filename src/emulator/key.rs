@@ -5,11 +5,11 @@ use super::state::Scope;
 use crate::kms::KeyState;
 use crate::kms::sign::TIMESTAMP_FORMAT;
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A customer master key; serializes as the documented `KeyMetadata` object. Field names and
 /// values follow the table in `kms-api.md` section 5.6; times are `yyyy-MM-ddTHH:mm:ssZ`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Key {
     pub key_id: String,

@@ -1,26 +1,26 @@
-//! The RPC wire protocol: parameters from query and form body, the gateway checks of
-//! `kms-api.md` section 2.5 in their order, and the JSON success and error bodies of section 4.
+//! The RPC wire protocol: parameters from query and form body, nonce replay, the request
+//! flow of one call (gateway checks, injected delays, the action, the call log) and the JSON
+//! success and error bodies of section 4.
 //!
 //! Signatures are rebuilt with [`crate::kms::sign`], the same code the client signs with, so a
-//! mismatch between the two is a bug in one shared place. KMS semantics live in
-//! [`super::actions`] and [`super::state`].
+//! mismatch between the two is a bug in one shared place. The checks live in
+//! [`super::gateway`], KMS semantics in [`super::actions`] and [`super::state`], STS in
+//! [`super::sts`].
 
-use super::admin::CallRecord;
+use super::Emulator;
+use super::calls::{CallContext, CallRecord};
 use super::error::ApiError;
-use super::state::Scope;
-use super::{Emulator, Shared, actions};
-use crate::kms::{API_VERSION, sign};
+use super::gateway::{self, Service, WINDOW};
+use crate::kms::sign;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::time::Duration;
 
-/// How far a request's `Timestamp` may be from the emulator's clock, and how long a
-/// `SignatureNonce` stays used.
-const WINDOW: TimeDelta = TimeDelta::minutes(15);
 /// Content type of every answer.
 const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";
 
@@ -79,7 +79,7 @@ pub struct NonceCache {
 
 impl NonceCache {
     /// Records a nonce; fails if it was used within the window.
-    fn check(
+    pub(super) fn check(
         &mut self,
         access_key_id: &str,
         nonce: &str,
@@ -95,7 +95,12 @@ impl NonceCache {
     }
 }
 
-/// Serves `/`: every KMS call, signed or not, ends here and in the call log.
+/// Compares two secrets in constant time.
+pub(super) fn constant_time_eq(a: &str, b: &str) -> bool {
+    sign::signatures_match(a, b)
+}
+
+/// Serves `/`: every KMS and STS call, signed or not, ends here and in the call log.
 pub(super) async fn handle(
     State(emulator): State<Emulator>,
     method: Method,
@@ -106,133 +111,67 @@ pub(super) async fn handle(
     let params = Params::from_request(uri.query(), &headers, &body);
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let now = Utc::now();
-    let result = {
-        let mut shared = emulator.lock();
-        let result = process(&mut shared, &method, &headers, &params, now);
-        shared.calls.record(CallRecord::new(&params, &result, &request_id, now));
-        result
+    let request = gateway::Request { method: &method, headers: &headers, params: &params, now };
+    let admitted = emulator.admit(&request);
+    let (result, context, hang) = match admitted {
+        Err((error, context)) => (Err(error), context, None),
+        Ok(admitted) => {
+            if let Some(latency) = admitted.fault.as_ref().map(|f| f.latency_ms) {
+                emulator.pause(Some(Duration::from_millis(latency))).await;
+            }
+            emulator.run(admitted, &params, now)
+        }
     };
-    let action = params.get("Action").unwrap_or_default();
-    let access_key_id = params.get("AccessKeyId").unwrap_or_default();
-    let (code, status) = match &result {
-        Ok(_) => ("OK", 200),
-        Err(error) => (error.code.as_str(), error.status),
-    };
-    tracing::info!(action, access_key_id, code, status, %request_id, "kms call");
+    log_call(&emulator, &params, &result, &context, &request_id, now);
+    if let Some(hang) = hang {
+        emulator.pause(hang).await;
+    }
     match result {
         Ok(body) => success_response(body, &request_id),
-        Err(error) => error_response(&error, &request_id, &emulator.config().region),
+        Err(error) => {
+            let region = if context.region.is_empty() {
+                emulator.config().region.as_str()
+            } else {
+                context.region.as_str()
+            };
+            error_response(&error, &request_id, &host_id(&params, region))
+        }
+    }
+}
+
+/// Appends the call to the call log and writes one log line (no secrets: the line carries
+/// the code, never the error message, which may hold a string-to-sign).
+fn log_call(
+    emulator: &Emulator,
+    params: &Params,
+    result: &Result<Value, ApiError>,
+    context: &CallContext,
+    request_id: &str,
+    now: DateTime<Utc>,
+) {
+    let record = CallRecord::new(params, result, context, request_id, now);
+    tracing::info!(
+        action = %record.action, access_key_id = %record.access_key_id,
+        account = %record.account_uid, region = %record.region, code = %record.code,
+        status = record.status, fault = record.fault.as_deref().unwrap_or(""),
+        request_id, "api call"
+    );
+    emulator.lock().calls.record(record);
+}
+
+/// The `HostId` of an answer: the STS or KMS endpoint of the region.
+fn host_id(params: &Params, region: &str) -> String {
+    match Service::of(params) {
+        Service::Sts => "sts.aliyuncs.com".to_owned(),
+        Service::Kms => format!("kms.{region}.aliyuncs.com"),
     }
 }
 
 /// Answers paths other than `/` and `/_emulator/...` the way the gateway does.
 pub(super) async fn not_found(State(emulator): State<Emulator>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
-    error_response(&ApiError::action_not_found(), &request_id, &emulator.config().region)
-}
-
-/// The checks of section 2.5 in order, then a fault if one is armed, then the action.
-fn process(
-    shared: &mut Shared,
-    method: &Method,
-    headers: &HeaderMap,
-    params: &Params,
-    now: DateTime<Utc>,
-) -> Result<Value, ApiError> {
-    if method != Method::GET && method != Method::POST {
-        return Err(ApiError::unsupported_http_method());
-    }
-    reject_v3(headers)?;
-    let (account, access_key_id) = authenticate(shared, method.as_str(), params, now)?;
-    if let Some(nonce) = params.get_nonempty("SignatureNonce") {
-        shared.nonces.check(&access_key_id, nonce, now)?;
-    }
-    let action = params.get("Action").unwrap_or_default();
-    if let Some(fault) = shared.faults.take(action) {
-        return Err(fault);
-    }
-    match params.get_nonempty("Version") {
-        None => return Err(ApiError::missing_parameter("Version")),
-        Some(API_VERSION) => {}
-        Some(_) => return Err(ApiError::invalid_version()),
-    }
-    let action = params.require("Action")?;
-    if !actions::is_known(action) {
-        return Err(ApiError::action_not_found());
-    }
-    let region = region(params, &shared.default_region)?;
-    let scope = Scope { account: &account, region: &region };
-    actions::execute(&mut shared.kms, scope, action, params, now)
-}
-
-/// V3 (`ACS3-HMAC-SHA256`) requests are recognised and refused with a pointer to V1.
-fn reject_v3(headers: &HeaderMap) -> Result<(), ApiError> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if auth.is_some_and(|a| a.starts_with("ACS3-")) {
-        return Err(ApiError::incomplete_signature(
-            "This emulator verifies only SignatureVersion 1.0 (HMAC-SHA1) requests.",
-        ));
-    }
-    Ok(())
-}
-
-/// AccessKey, signature parameters, timestamp and signature; returns the account uid and the
-/// AccessKey id.
-fn authenticate(
-    shared: &Shared,
-    method: &str,
-    params: &Params,
-    now: DateTime<Utc>,
-) -> Result<(String, String), ApiError> {
-    let access_key_id =
-        params.get_nonempty("AccessKeyId").ok_or_else(ApiError::missing_access_key_id)?;
-    let (account, secret) =
-        shared.kms.find_access_key(access_key_id).ok_or_else(ApiError::access_key_not_found)?;
-    let signature = signature_fields(params)?;
-    check_timestamp(params, now)?;
-    let string_to_sign = sign::string_to_sign(method, params.pairs());
-    let expected = sign::sign_string(secret, &string_to_sign);
-    if !sign::signatures_match(&expected, signature) {
-        return Err(ApiError::signature_mismatch(&string_to_sign));
-    }
-    Ok((account.to_owned(), access_key_id.to_owned()))
-}
-
-/// `Signature` present, `SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`, no bearer token.
-fn signature_fields(params: &Params) -> Result<&str, ApiError> {
-    let signature = params
-        .get_nonempty("Signature")
-        .ok_or_else(|| ApiError::incomplete_signature("Signature is missing."))?;
-    if params.get("SignatureMethod") != Some(sign::SIGNATURE_METHOD) {
-        return Err(ApiError::incomplete_signature("SignatureMethod must be HMAC-SHA1."));
-    }
-    if params.get("SignatureVersion") != Some(sign::SIGNATURE_VERSION) {
-        return Err(ApiError::incomplete_signature("SignatureVersion must be 1.0."));
-    }
-    if params.get_nonempty("SignatureType").is_some() {
-        return Err(ApiError::incomplete_signature("SignatureType is not supported."));
-    }
-    Ok(signature)
-}
-
-fn check_timestamp(params: &Params, now: DateTime<Utc>) -> Result<(), ApiError> {
-    let text = params.get_nonempty("Timestamp").ok_or_else(ApiError::illegal_timestamp)?;
-    let at = NaiveDateTime::parse_from_str(text, sign::TIMESTAMP_FORMAT)
-        .map_err(|_| ApiError::timestamp_format())?
-        .and_utc();
-    if (now - at).abs() > WINDOW {
-        return Err(ApiError::timestamp_expired());
-    }
-    Ok(())
-}
-
-/// `RegionId` if given, else the emulator's region.
-fn region(params: &Params, default: &str) -> Result<String, ApiError> {
-    match params.get_nonempty("RegionId") {
-        None => Ok(default.to_owned()),
-        Some(r) if super::valid_region(r) => Ok(r.to_owned()),
-        Some(_) => Err(ApiError::invalid_parameter("RegionId")),
-    }
+    let host = format!("kms.{}.aliyuncs.com", emulator.config().region);
+    error_response(&ApiError::action_not_found(), &request_id, &host)
 }
 
 fn success_response(mut body: Value, request_id: &str) -> Response {
@@ -243,14 +182,15 @@ fn success_response(mut body: Value, request_id: &str) -> Response {
 }
 
 /// The error body of section 4.2.
-pub(super) fn error_response(error: &ApiError, request_id: &str, region: &str) -> Response {
+pub(super) fn error_response(error: &ApiError, request_id: &str, host: &str) -> Response {
+    let product = if host.starts_with("sts") { "Sts" } else { "Kms" };
     let body = serde_json::json!({
         "RequestId": request_id,
-        "HostId": format!("kms.{region}.aliyuncs.com"),
+        "HostId": host,
         "Code": error.code,
         "Message": error.message,
         "Recommend": format!(
-            "https://api.aliyun.com/troubleshoot?q={}&product=Kms&requestId={request_id}",
+            "https://api.aliyun.com/troubleshoot?q={}&product={product}&requestId={request_id}",
             error.code
         ),
     });
@@ -271,6 +211,7 @@ fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
 
     /// Content-Type, body, pairs expected besides the query's, reason.
     type BodyCase<'a> = (Option<&'a str>, &'a [u8], &'a [(&'a str, &'a str)], &'a str);
@@ -316,23 +257,5 @@ mod tests {
         assert_eq!(cache.check("ak", "n1", t0).unwrap_err().code, "SignatureNonceUsed");
         cache.check("other", "n1", t0).expect("nonces are per AccessKey");
         cache.check("ak", "n1", t0 + WINDOW + TimeDelta::seconds(1)).expect("window passed");
-    }
-
-    #[test]
-    fn timestamps_must_be_well_formed_and_recent() {
-        let now = DateTime::parse_from_rfc3339("2024-05-20T06:34:21Z").unwrap().to_utc();
-        let cases: &[(Option<&str>, Option<&str>, &str)] = &[
-            (Some("2024-05-20T06:34:21Z"), None, "exact"),
-            (Some("2024-05-20T06:49:21Z"), None, "15 minutes ahead is still fine"),
-            (Some("2024-05-20T06:19:20Z"), Some("InvalidTimeStamp.Expired"), "too old"),
-            (Some("2024-05-20T06:34:21.5Z"), Some("InvalidTimeStamp.Format"), "fraction"),
-            (Some("2024-05-20 06:34:21"), Some("InvalidTimeStamp.Format"), "not ISO"),
-            (None, Some("IllegalTimestamp"), "missing"),
-        ];
-        for (value, want, reason) in cases {
-            let pairs = value.map(|v| ("Timestamp".to_owned(), v.to_owned()));
-            let got = check_timestamp(&Params::from_pairs(pairs), now).err().map(|e| e.code);
-            assert_eq!(got.as_deref(), *want, "{reason}");
-        }
     }
 }

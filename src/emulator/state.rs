@@ -8,6 +8,7 @@ use super::error::ApiError;
 use super::rules::{self, KeyOp};
 use crate::kms::{AliasEntry, KeyArn, KeyState};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use super::key::{Key, KeyEntry, NewKey, format_time};
@@ -64,7 +65,8 @@ fn paginate<T>(all: Vec<T>, paging: Paging) -> Page<T> {
 }
 
 /// Keys and aliases of one account in one region.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Region {
     keys: BTreeMap<String, Key>,
     aliases: BTreeMap<String, String>,
@@ -90,48 +92,68 @@ impl Region {
     }
 }
 
-/// One account: its AccessKey pairs and its per-region resources.
-#[derive(Clone, Debug, Default)]
+/// One account's resources, per region. Its AccessKeys live in
+/// [`super::identity::Identities`].
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Account {
-    access_keys: BTreeMap<String, String>,
     regions: BTreeMap<String, Region>,
 }
 
 impl Account {
-    /// The AccessKey ids of this account (never the secrets).
-    pub fn access_key_ids(&self) -> impl Iterator<Item = &str> {
-        self.access_keys.keys().map(String::as_str)
-    }
-
-    /// Regions this account has touched.
+    /// Regions this account has touched or declared.
     pub fn regions(&self) -> &BTreeMap<String, Region> {
         &self.regions
     }
 }
 
-/// Everything KMS knows: accounts by uid.
-#[derive(Clone, Debug, Default)]
+/// Everything KMS knows: accounts by uid, and the alias quota they all share.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct KmsState {
     accounts: BTreeMap<String, Account>,
+    /// Aliases per account and region; 0 is unlimited. Configuration, not state.
+    #[serde(skip, default = "default_alias_quota")]
+    alias_quota: usize,
+}
+
+fn default_alias_quota() -> usize {
+    ALIAS_QUOTA
+}
+
+impl Default for KmsState {
+    fn default() -> Self {
+        Self { accounts: BTreeMap::new(), alias_quota: ALIAS_QUOTA }
+    }
 }
 
 impl KmsState {
-    /// Adds an account (or more AccessKeys to an existing one).
-    pub fn add_account(&mut self, uid: &str, access_keys: &[(String, String)]) {
-        let account = self.accounts.entry(uid.to_owned()).or_default();
-        account.access_keys.extend(access_keys.iter().cloned());
+    /// Makes an account and region exist (empty), so they show in the admin state.
+    pub fn ensure_region(&mut self, scope: Scope<'_>) {
+        self.region_mut(scope);
+    }
+
+    /// Sets the alias quota; 0 is unlimited.
+    pub fn set_alias_quota(&mut self, quota: usize) {
+        self.alias_quota = quota;
+    }
+
+    /// Adds the accounts, regions and keys of `other` that this state lacks (seed keys a
+    /// loaded state file does not know yet); existing keys and aliases are left alone.
+    pub fn merge_missing(&mut self, other: &KmsState) {
+        for (uid, account) in &other.accounts {
+            for (name, region) in &account.regions {
+                let into = self.region_mut(Scope { account: uid, region: name });
+                for (id, key) in &region.keys {
+                    into.keys.entry(id.clone()).or_insert_with(|| key.clone());
+                }
+            }
+        }
     }
 
     /// Accounts by uid.
     pub fn accounts(&self) -> &BTreeMap<String, Account> {
         &self.accounts
-    }
-
-    /// The account uid and secret of an AccessKey id.
-    pub fn find_access_key(&self, access_key_id: &str) -> Option<(&str, &str)> {
-        self.accounts.iter().find_map(|(uid, account)| {
-            account.access_keys.get(access_key_id).map(|secret| (uid.as_str(), secret.as_str()))
-        })
     }
 
     /// The resources of one account in one region, if it has any.
@@ -300,12 +322,13 @@ impl KmsState {
     ) -> Result<(), ApiError> {
         rules::check_alias_name(name, true)?;
         let key_id = self.resolve(scope, key, false)?;
+        let quota = self.alias_quota;
         let region = self.region_mut(scope);
         if region.aliases.contains_key(name) {
             return Err(ApiError::alias_already_exists());
         }
         rules::check_state(KeyOp::CreateAlias, region.key_state(&key_id)?)?;
-        if region.aliases.len() >= ALIAS_QUOTA {
+        if quota > 0 && region.aliases.len() >= quota {
             return Err(ApiError::limit_exceeded("alias"));
         }
         region.aliases.insert(name.to_owned(), key_id);

@@ -1,19 +1,32 @@
 //! The KMS client: builds, signs and sends RPC requests, and turns answers into typed results.
 //!
 //! Requests take the shape Terraform's provider sends (tea-rpc): POST, common parameters in the
-//! query string, the action's own parameters in a form body, all of them signed. Nothing here
-//! retries; the reconciler owns retry and backoff so it can spread them per object.
+//! query string, the action's own parameters in a form body, all of them signed.
+//!
+//! Every call waits for its account's budget ([`super::budget`]), has a timeout, and is retried
+//! a few times with exponential backoff and jitter when throttled, on 5xx and on network
+//! errors, but only when repeating it is safe: a write whose outcome is unknown is never sent
+//! again blindly. Longer waits are the reconciler's job, per object.
 
-use super::error::{ApiError, Error};
+use super::API_VERSION;
+use super::budget::{Budget, CallClass, Quotas};
+use super::credentials::{Credentials, CredentialsProvider};
+use super::error::{ApiError, Error, ErrorKind};
 use super::sign;
 use super::types::{AliasEntry, KeyMetadata};
-use super::{API_VERSION, Credentials};
+use rand::Rng as _;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Page size used when walking every alias (the documented maximum).
 const LIST_PAGE_SIZE: u32 = 100;
+
+/// Attempts per call, the first included, for failures that are safe to repeat.
+const MAX_ATTEMPTS: u32 = 4;
+/// First retry delay inside one call; doubles per attempt.
+const RETRY_BASE: Duration = Duration::from_millis(200);
 
 /// Where and how to reach KMS.
 #[derive(Clone, Debug)]
@@ -24,12 +37,36 @@ pub struct ClientConfig {
     pub endpoint: Option<String>,
     /// Upper bound for one call, connection included.
     pub timeout: Duration,
+    /// Whether a plain `http://` endpoint is allowed (the emulator); HTTPS otherwise.
+    pub allow_http: bool,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The endpoint is plain HTTP and that was not asked for.
+    #[error("endpoint {0} is not HTTPS; plain HTTP must be allowed explicitly")]
+    InsecureEndpoint(String),
+    /// The HTTP stack could not be set up.
+    #[error("failed to set up the HTTP client")]
+    Http(#[source] reqwest::Error),
+}
+
+/// Receives one observation per KMS call, for metrics.
+pub trait CallObserver: Send + Sync {
+    /// `code` is `OK`, the KMS error code, or `Transport`/`Decode`.
+    fn observe(&self, action: &'static str, code: &str, elapsed: Duration);
 }
 
 impl ClientConfig {
     /// A configuration for the public endpoint of a region.
     pub fn for_region(region: impl Into<String>) -> Self {
-        Self { region: region.into(), endpoint: None, timeout: Duration::from_secs(10) }
+        Self {
+            region: region.into(),
+            endpoint: None,
+            timeout: Duration::from_secs(10),
+            allow_http: false,
+        }
     }
 
     /// The endpoint URL calls go to.
@@ -47,7 +84,9 @@ pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     region: String,
-    credentials: Credentials,
+    credentials: Arc<dyn CredentialsProvider>,
+    budget: Arc<Budget>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 /// One page of ListAliases or ListAliasesByKeyId.
@@ -85,19 +124,53 @@ struct ErrorBody {
 }
 
 impl Client {
-    /// Builds a client; fails only if the TLS stack cannot be set up.
-    pub fn new(config: &ClientConfig, credentials: Credentials) -> Result<Self, reqwest::Error> {
+    /// Builds a client with fixed credentials and its own budget at the documented quotas.
+    pub fn new(config: &ClientConfig, credentials: Credentials) -> Result<Self, BuildError> {
+        Self::with_provider(config, Arc::new(credentials))
+    }
+
+    /// Builds a client whose credentials come from `provider` at every call.
+    pub fn with_provider(
+        config: &ClientConfig,
+        provider: Arc<dyn CredentialsProvider>,
+    ) -> Result<Self, BuildError> {
+        let endpoint = config.endpoint_url();
+        if !endpoint.starts_with("https://") && !config.allow_http {
+            return Err(BuildError::InsecureEndpoint(endpoint));
+        }
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("kms-alias-operator/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(BuildError::Http)?;
         Ok(Self {
             http,
-            endpoint: config.endpoint_url(),
+            endpoint,
             region: config.region.clone(),
-            credentials,
+            credentials: provider,
+            budget: Arc::new(Budget::new(Quotas::default())),
+            observer: None,
         })
+    }
+
+    /// Shares `budget` with other clients of the same account and region.
+    #[must_use]
+    pub fn with_budget(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Reports every call to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The endpoint URL calls go to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// The region this client is bound to.
@@ -106,8 +179,22 @@ impl Client {
     }
 
     /// Points `alias_name` at `key_id`; fails with `AlreadyExists` if the name is taken.
+    ///
+    /// When the answer is lost (timeout, 5xx), the outcome is settled by reading the alias:
+    /// if it now points at `key_id` the create counts as done; otherwise the original error
+    /// is returned and nothing is sent again.
     pub async fn create_alias(&self, alias_name: &str, key_id: &str) -> Result<(), Error> {
-        self.call_unit("CreateAlias", &[("AliasName", alias_name), ("KeyId", key_id)]).await
+        let params = [("AliasName", alias_name), ("KeyId", key_id)];
+        match self.call_unit("CreateAlias", &params).await {
+            Err(error) if error.outcome_unknown() => match self.describe_key(alias_name).await {
+                Ok(meta) if meta.key_id == key_id => {
+                    tracing::info!(alias = alias_name, "lost CreateAlias answer: alias is there");
+                    Ok(())
+                }
+                _ => Err(error),
+            },
+            other => other,
+        }
     }
 
     /// Re-points an existing alias at `key_id`.
@@ -164,17 +251,68 @@ impl Client {
         Ok(())
     }
 
-    /// Sends one signed action and decodes its success body.
+    /// Sends one signed action, with budget and safe retries, and decodes its success body.
     pub async fn call<T: DeserializeOwned>(
         &self,
         action: &'static str,
         params: &[(&str, &str)],
     ) -> Result<T, Error> {
+        let class = CallClass::of(action);
+        let mut attempt = 1;
+        loop {
+            self.budget.acquire(class).await;
+            let result = self.send_once(action, params).await;
+            match &result {
+                Err(e) if e.kind() == ErrorKind::Throttled => self.budget.throttled(class),
+                _ => self.budget.succeeded(class),
+            }
+            match result {
+                Err(error) if attempt < MAX_ATTEMPTS && safe_to_repeat(&error, class) => {
+                    let delay = RETRY_BASE * 2u32.pow(attempt - 1);
+                    let delay = delay.mul_f64(rand::rng().random_range(0.5..1.5));
+                    tracing::debug!(action, attempt, code = error.code(), "retrying kms call");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        params: &[(&str, &str)],
+    ) -> Result<T, Error> {
         let started = Instant::now();
-        let query = self.common_params(action);
+        let result = self.exchange(action, params).await;
+        if let Some(observer) = &self.observer {
+            let code = match &result {
+                Ok(_) => "OK",
+                Err(Error::Api(api)) => api.code.as_str(),
+                Err(Error::Transport { .. }) => "Transport",
+                Err(Error::Decode { .. }) => "Decode",
+                Err(Error::Credentials { .. }) => "Credentials",
+            };
+            observer.observe(action, code, started.elapsed());
+        }
+        result
+    }
+
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        params: &[(&str, &str)],
+    ) -> Result<T, Error> {
+        let credentials = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(|source| Error::Credentials { action, source })?;
+        let query = common_params(action, &self.region, &credentials);
         let signature = sign::signature(
             "POST",
-            &self.credentials.access_key_secret,
+            &credentials.access_key_secret,
             query.iter().map(|(k, v)| (*k, v.as_str())).chain(params.iter().copied()),
         );
         let response = self
@@ -188,10 +326,9 @@ impl Client {
             .map_err(|source| self.transport(action, source))?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|source| self.transport(action, source))?;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
 
         if (200..300).contains(&status) {
-            tracing::debug!(action, status, elapsed_ms, "kms call succeeded");
+            tracing::debug!(action, status, "kms call succeeded");
             return serde_json::from_slice(&body).map_err(|source| Error::Decode {
                 action,
                 status,
@@ -204,7 +341,7 @@ impl Client {
             source,
         })?;
         tracing::debug!(
-            action, status, code = %parsed.code, request_id = %parsed.request_id, elapsed_ms,
+            action, status, code = %parsed.code, request_id = %parsed.request_id,
             "kms call failed"
         );
         Err(Error::Api(Box::new(ApiError {
@@ -216,28 +353,42 @@ impl Client {
         })))
     }
 
-    fn common_params(&self, action: &'static str) -> Vec<(&'static str, String)> {
-        let mut params = vec![
-            ("AccessKeyId", self.credentials.access_key_id.clone()),
-            ("Action", action.to_owned()),
-            ("Format", "JSON".to_owned()),
-            ("RegionId", self.region.clone()),
-            ("SignatureMethod", sign::SIGNATURE_METHOD.to_owned()),
-            ("SignatureNonce", uuid::Uuid::new_v4().to_string()),
-            ("SignatureVersion", sign::SIGNATURE_VERSION.to_owned()),
-            ("Timestamp", chrono::Utc::now().format(sign::TIMESTAMP_FORMAT).to_string()),
-            ("Version", API_VERSION.to_owned()),
-        ];
-        if let Some(token) = &self.credentials.security_token {
-            params.push(("SecurityToken", token.clone()));
-        }
-        params
-    }
-
     fn transport(&self, action: &'static str, source: reqwest::Error) -> Error {
         // reqwest's error text may carry the full URL, signature included; drop it.
         Error::Transport { action, endpoint: self.endpoint.clone(), source: source.without_url() }
     }
+}
+
+/// Whether sending the same call again cannot apply it twice: throttled and pre-send failures
+/// always qualify; other transient failures only for reads.
+fn safe_to_repeat(error: &Error, class: CallClass) -> bool {
+    match error.kind() {
+        ErrorKind::Throttled => true,
+        ErrorKind::Transient => class == CallClass::Read || !error.outcome_unknown(),
+        _ => false,
+    }
+}
+
+fn common_params(
+    action: &'static str,
+    region: &str,
+    credentials: &Credentials,
+) -> Vec<(&'static str, String)> {
+    let mut params = vec![
+        ("AccessKeyId", credentials.access_key_id.clone()),
+        ("Action", action.to_owned()),
+        ("Format", "JSON".to_owned()),
+        ("RegionId", region.to_owned()),
+        ("SignatureMethod", sign::SIGNATURE_METHOD.to_owned()),
+        ("SignatureNonce", uuid::Uuid::new_v4().to_string()),
+        ("SignatureVersion", sign::SIGNATURE_VERSION.to_owned()),
+        ("Timestamp", chrono::Utc::now().format(sign::TIMESTAMP_FORMAT).to_string()),
+        ("Version", API_VERSION.to_owned()),
+    ];
+    if let Some(token) = &credentials.security_token {
+        params.push(("SecurityToken", token.clone()));
+    }
+    params
 }
 
 #[cfg(test)]
@@ -250,6 +401,10 @@ mod tests {
         assert_eq!(config.endpoint_url(), "https://kms.cn-shanghai.aliyuncs.com");
         let custom = ClientConfig { endpoint: Some("http://127.0.0.1:9/".into()), ..config };
         assert_eq!(custom.endpoint_url(), "http://127.0.0.1:9");
+        let refused = Client::new(&custom, Credentials::new("id", "secret"));
+        assert!(matches!(refused, Err(BuildError::InsecureEndpoint(_))), "HTTP needs opting in");
+        let allowed = ClientConfig { allow_http: true, ..custom };
+        assert!(Client::new(&allowed, Credentials::new("id", "secret")).is_ok());
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Auth,
     /// The request itself was malformed or a parameter broke a rule.
     InvalidParameter,
+    /// No credentials could be obtained (file missing, STS unreachable, ...).
+    CredentialsUnavailable,
     /// The service or network failed in a way that a later retry may fix.
     Transient,
 }
@@ -27,7 +29,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether retrying the same call later can succeed without a spec or config change.
     pub fn is_transient(self) -> bool {
-        matches!(self, Self::Throttled | Self::Transient)
+        matches!(self, Self::Throttled | Self::Transient | Self::CredentialsUnavailable)
     }
 }
 
@@ -58,6 +60,13 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// No credentials could be obtained for the call; nothing was sent.
+    #[error("{action} could not get credentials")]
+    Credentials {
+        action: &'static str,
+        #[source]
+        source: super::credentials::CredentialsError,
+    },
     /// The answer could not be understood.
     #[error("{action} returned a body that is not the documented shape (HTTP {status})")]
     Decode {
@@ -74,6 +83,7 @@ impl Error {
         match self {
             Self::Api(api) => classify(&api.code, api.status),
             Self::Transport { .. } => ErrorKind::Transient,
+            Self::Credentials { .. } => ErrorKind::CredentialsUnavailable,
             Self::Decode { status, .. } if *status >= 500 => ErrorKind::Transient,
             Self::Decode { .. } => ErrorKind::InvalidParameter,
         }
@@ -93,6 +103,7 @@ impl Error {
             Self::Transport { source, .. } => !source.is_connect(),
             Self::Api(api) => api.status >= 500,
             Self::Decode { .. } => true,
+            Self::Credentials { .. } => false,
         }
     }
 
@@ -100,7 +111,9 @@ impl Error {
     pub fn action(&self) -> &'static str {
         match self {
             Self::Api(api) => api.action,
-            Self::Transport { action, .. } | Self::Decode { action, .. } => action,
+            Self::Transport { action, .. }
+            | Self::Decode { action, .. }
+            | Self::Credentials { action, .. } => action,
         }
     }
 }

@@ -3,13 +3,15 @@
 //! The reconciler talks to KMS only through [`Client`]; the emulator reuses [`sign`] to verify
 //! what clients send and [`types`] for the JSON it answers with.
 
+pub mod budget;
 pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod sign;
 pub mod types;
 
-pub use client::{Client, ClientConfig};
+pub use budget::{Budget, Budgets, CallClass, Quotas};
+pub use client::{BuildError, CallObserver, Client, ClientConfig};
 pub use credentials::Credentials;
 pub use error::{ApiError, Error, ErrorKind};
 pub use types::{AliasEntry, KeyArn, KeyMetadata, KeyState};

@@ -104,6 +104,7 @@ impl Env {
                 "run",
                 &format!("--region={REGION}"),
                 &format!("--kms-endpoint={kms_url}"),
+                "--allow-insecure-http",
                 "--http-addr=127.0.0.1:0",
                 "--resync-secs=120",
             ]
@@ -195,6 +196,7 @@ impl Scene {
             region: REGION.into(),
             endpoint: Some(env.kms_url.clone()),
             timeout: Duration::from_secs(10),
+            allow_http: true,
         };
         let credentials = Credentials::new(OOB_KEY_ID, OOB_KEY_SECRET);
         let kms = kms::Client::new(&config, credentials).expect("kms client");

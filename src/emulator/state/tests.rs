@@ -14,7 +14,6 @@ fn now() -> DateTime<Utc> {
 /// and alias `alias/enabled` on `key-enabled`.
 fn fixture() -> KmsState {
     let mut state = KmsState::default();
-    state.add_account(SCOPE.account, &[("testid".into(), "testsecret".into())]);
     for (id, key_state) in [
         ("key-enabled", KeyState::Enabled),
         ("key-disabled", KeyState::Disabled),
@@ -361,10 +360,28 @@ fn insert_key_rejects_bad_or_duplicate_ids() {
 }
 
 #[test]
-fn access_keys_map_to_accounts() {
-    let mut state = fixture();
-    state.add_account("999", &[("other".into(), "s2".into())]);
-    assert_eq!(state.find_access_key("testid"), Some((SCOPE.account, "testsecret")));
-    assert_eq!(state.find_access_key("other"), Some(("999", "s2")));
-    assert_eq!(state.find_access_key("nobody"), None);
+fn alias_quota_is_configurable_and_zero_is_unlimited() {
+    // (quota, aliases that fit besides the fixture's two, reason)
+    let cases = [(3, 1, "small quota"), (0, 400, "unlimited")];
+    for (quota, fit, reason) in cases {
+        let mut state = fixture();
+        state.set_alias_quota(quota);
+        for i in 0..fit {
+            state.create_alias(SCOPE, &format!("alias/q{i}"), "key-enabled").expect(reason);
+        }
+        let next = state.create_alias(SCOPE, "alias/next", "key-enabled");
+        let want = (quota > 0).then_some("Rejected.LimitExceeded");
+        assert_eq!(code(next).as_deref(), want, "{reason}");
+    }
+}
+
+#[test]
+fn state_round_trips_through_json() {
+    let state = fixture();
+    let text = serde_json::to_string(&state).unwrap();
+    let back: KmsState = serde_json::from_str(&text).unwrap();
+    let region = back.region(SCOPE).expect("region kept");
+    assert_eq!(region.aliases(), state.region(SCOPE).unwrap().aliases());
+    assert_eq!(region.keys(), state.region(SCOPE).unwrap().keys());
+    assert_eq!(back.alias_quota, ALIAS_QUOTA, "quota is configuration, not state");
 }

@@ -1,0 +1,230 @@
+//! Request budgets: one token bucket for reads and one for writes per account and region,
+//! shared by every object that uses them.
+//!
+//! Buckets start at the documented quotas (`kms-api.md` 1.3) and adapt: a throttled answer
+//! halves the rate and pauses the bucket briefly; each success wins a little rate back. So an
+//! account whose real quota is lower than documented (or shared with other tools) settles
+//! just under it instead of being hammered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which quota a call counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallClass {
+    Read,
+    Write,
+}
+
+impl CallClass {
+    /// The class of a KMS action; anything not a known read counts as a write.
+    pub fn of(action: &str) -> Self {
+        match action {
+            "DescribeKey" | "ListKeys" | "ListAliases" | "ListAliasesByKeyId" => Self::Read,
+            _ => Self::Write,
+        }
+    }
+}
+
+/// Configured ceilings in requests per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quotas {
+    pub read_qps: f64,
+    pub write_qps: f64,
+}
+
+impl Default for Quotas {
+    /// The documented shared-gateway quotas: 50 reads and 30 writes per second.
+    fn default() -> Self {
+        Self { read_qps: 50.0, write_qps: 30.0 }
+    }
+}
+
+/// The slowest an adapted bucket goes, in requests per second.
+const MIN_RATE: f64 = 0.2;
+/// Pause after a throttled answer, before the halved rate applies.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(1000);
+
+#[derive(Debug)]
+struct Bucket {
+    ceiling: f64,
+    rate: f64,
+    tokens: f64,
+    updated: Instant,
+    paused_until: Instant,
+}
+
+impl Bucket {
+    fn new(ceiling: f64, now: Instant) -> Self {
+        let ceiling = ceiling.max(MIN_RATE);
+        Self { ceiling, rate: ceiling, tokens: 1.0, updated: now, paused_until: now }
+    }
+
+    fn burst(&self) -> f64 {
+        self.rate.clamp(1.0, 10.0)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let from = self.updated.max(self.paused_until);
+        if now > from {
+            let gained = (now - from).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + gained).min(self.burst());
+        }
+        self.updated = now;
+    }
+
+    /// Takes a token now, or says how long to wait before asking again.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        if now < self.paused_until {
+            return Some(self.paused_until - now);
+        }
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+
+    fn throttled(&mut self, now: Instant) {
+        self.rate = (self.rate / 2.0).max(MIN_RATE);
+        self.tokens = 0.0;
+        self.paused_until = self.paused_until.max(now + THROTTLE_PAUSE);
+    }
+
+    fn succeeded(&mut self) {
+        // Additive increase: about 2 % of the ceiling per success.
+        self.rate = (self.rate + self.ceiling / 50.0).min(self.ceiling);
+    }
+}
+
+/// The read and write buckets of one account and region.
+#[derive(Debug)]
+pub struct Budget {
+    read: Mutex<Bucket>,
+    write: Mutex<Bucket>,
+}
+
+impl Budget {
+    /// A budget with these ceilings.
+    pub fn new(quotas: Quotas) -> Self {
+        let now = Instant::now();
+        Self {
+            read: Mutex::new(Bucket::new(quotas.read_qps, now)),
+            write: Mutex::new(Bucket::new(quotas.write_qps, now)),
+        }
+    }
+
+    fn bucket(&self, class: CallClass) -> MutexGuard<'_, Bucket> {
+        let bucket = match class {
+            CallClass::Read => &self.read,
+            CallClass::Write => &self.write,
+        };
+        bucket.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until a call of this class may go out.
+    pub async fn acquire(&self, class: CallClass) {
+        loop {
+            let wait = self.bucket(class).take(Instant::now());
+            match wait {
+                None => return,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Reports a throttled answer: slow down.
+    pub fn throttled(&self, class: CallClass) {
+        self.bucket(class).throttled(Instant::now());
+    }
+
+    /// Reports a call that was not throttled.
+    pub fn succeeded(&self, class: CallClass) {
+        self.bucket(class).succeeded();
+    }
+
+    /// The current rate of a class, in requests per second.
+    pub fn rate(&self, class: CallClass) -> f64 {
+        self.bucket(class).rate
+    }
+}
+
+/// Budgets by account and region, so clients for the same account share one.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    by_scope: Mutex<HashMap<String, Arc<Budget>>>,
+}
+
+impl Budgets {
+    /// The budget of `scope` (an account and region key), created with `quotas` on first use.
+    pub fn get(&self, scope: &str, quotas: Quotas) -> Arc<Budget> {
+        let mut map = self.by_scope.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(scope.to_owned()).or_insert_with(|| Arc::new(Budget::new(quotas))).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_is_enforced() {
+        let budget = Budget::new(Quotas { read_qps: 5.0, write_qps: 1.0 });
+        let start = Instant::now();
+        for _ in 0..11 {
+            budget.acquire(CallClass::Read).await;
+        }
+        // One token in hand, then five per second.
+        let took = start.elapsed().as_secs_f64();
+        assert!((1.9..=2.1).contains(&took), "11 reads at 5/s took {took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_and_writes_are_separate() {
+        let budget = Budget::new(Quotas { read_qps: 1.0, write_qps: 1.0 });
+        let start = Instant::now();
+        budget.acquire(CallClass::Read).await;
+        budget.acquire(CallClass::Write).await;
+        assert!(start.elapsed() < Duration::from_millis(10), "a write does not wait on reads");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_and_pauses_then_recovers() {
+        let budget = Budget::new(Quotas { read_qps: 8.0, write_qps: 8.0 });
+        budget.throttled(CallClass::Write);
+        assert_eq!(budget.rate(CallClass::Write), 4.0);
+        let start = Instant::now();
+        budget.acquire(CallClass::Write).await;
+        assert!(start.elapsed() >= THROTTLE_PAUSE, "paused after throttling");
+        for _ in 0..100 {
+            budget.succeeded(CallClass::Write);
+        }
+        assert_eq!(budget.rate(CallClass::Write), 8.0, "recovers up to the ceiling, not past");
+        for _ in 0..20 {
+            budget.throttled(CallClass::Write);
+        }
+        assert_eq!(budget.rate(CallClass::Write), MIN_RATE, "never stops entirely");
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(CallClass::of("DescribeKey"), CallClass::Read);
+        assert_eq!(CallClass::of("ListAliases"), CallClass::Read);
+        assert_eq!(CallClass::of("CreateAlias"), CallClass::Write);
+        assert_eq!(CallClass::of("DeleteAlias"), CallClass::Write);
+    }
+
+    #[test]
+    fn same_scope_shares_one_budget() {
+        let budgets = Budgets::default();
+        let a = budgets.get("acct/cn-hangzhou", Quotas::default());
+        let b = budgets.get("acct/cn-hangzhou", Quotas::default());
+        let c = budgets.get("acct/cn-shanghai", Quotas::default());
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
+}
