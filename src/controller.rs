@@ -236,7 +236,7 @@ async fn converge(obj: &KmsAlias, ctx: &Context) -> Result<Confirmed> {
     let alias = obj.spec.alias_name.as_str();
     validate::alias_name(alias).map_err(Error::InvalidSpec)?;
     let key = validate::key_ref(&obj.spec.key_id).map_err(Error::InvalidSpec)?;
-    let kms = &ctx.providers.client_for(obj).await.map_err(Error::Provider)?;
+    let kms = &ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
     if let KeyRef::Arn(arn) = &key
         && arn.region != kms.region()
     {
@@ -340,7 +340,7 @@ async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<A
             .await
             .map_err(|source| Error::DeleteAlias { alias: alias.into(), source }),
         // Without a client the alias cannot be deleted; keep the finalizer and say why.
-        Err(error) => Err(Error::Provider(error)),
+        Err(error) => Err(Error::Provider(Box::new(error))),
     };
     match deleted {
         Ok(()) => {

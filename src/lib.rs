@@ -82,7 +82,7 @@ pub enum Error {
     AliasOwnedElsewhere { alias: String, foreign_key: String },
     /// No KMS client could be had for the object's account and region.
     #[error("failed to resolve the KMS provider")]
-    Provider(#[source] providers::ProviderError),
+    Provider(#[source] Box<providers::ProviderError>),
     /// Writing status failed.
     #[error("failed to write status")]
     WriteStatus(#[source] kube::Error),

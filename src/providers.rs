@@ -165,17 +165,16 @@ pub enum ProviderError {
     #[error("KmsProviderConfig {0} does not exist")]
     NotFound(String),
     /// The config's Secret could not be read.
-    #[error("failed to read Secret {namespace}/{name} of KmsProviderConfig {config}")]
+    #[error("failed to read Secret {secret} of KmsProviderConfig {config}")]
     ReadSecret {
         config: String,
-        namespace: String,
-        name: String,
+        secret: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// The Secret lacks a key.
-    #[error("Secret {namespace}/{name} of KmsProviderConfig {config} has no key {key}")]
-    SecretKey { config: String, namespace: String, name: String, key: &'static str },
+    #[error("Secret {secret} of KmsProviderConfig {config} has no key {key}")]
+    SecretKey { config: String, secret: String, key: &'static str },
     /// The config is inconsistent (the API server should have refused it).
     #[error("KmsProviderConfig {config} is invalid: {reason}")]
     Invalid { config: String, reason: String },
@@ -243,7 +242,7 @@ impl Providers {
         let name = Self::config_name(obj);
         let key = kube::runtime::reflector::ObjectRef::new(name);
         match self.configs.get(&key) {
-            Some(config) => self.from_config(&config).await,
+            Some(config) => self.for_config(&config).await,
             None if obj.spec.provider_config_ref.is_none() => match &self.builtin {
                 Some(builtin) => self.cached("<flags>", "flags".into(), || {
                     let identity = (self.identity.clone(), OPERATOR_SCOPE.to_owned());
@@ -279,7 +278,7 @@ impl Providers {
             .map(|c| c.client.clone())
     }
 
-    async fn from_config(&self, config: &KmsProviderConfig) -> Result<kms::Client, ProviderError> {
+    async fn for_config(&self, config: &KmsProviderConfig) -> Result<kms::Client, ProviderError> {
         let name = config.name_any();
         let generation = format!(
             "{}/{}",
@@ -343,14 +342,14 @@ impl Providers {
                 reason: "credentials.source is Secret but secretRef is missing".into(),
             });
         };
-        let (namespace, name) = (secret_ref.namespace.clone(), secret_ref.name.clone());
-        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &namespace);
-        let secret = api.get(&name).await.map_err(|source| ProviderError::ReadSecret {
-            config: config.to_owned(),
-            namespace: namespace.clone(),
-            name: name.clone(),
-            source,
-        })?;
+        let full_name = format!("{}/{}", secret_ref.namespace, secret_ref.name);
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &secret_ref.namespace);
+        let secret =
+            api.get(&secret_ref.name).await.map_err(|source| ProviderError::ReadSecret {
+                config: config.to_owned(),
+                secret: full_name.clone(),
+                source: Box::new(source),
+            })?;
         let data = secret.data.unwrap_or_default();
         let value = |key: &'static str| {
             data.get(key)
@@ -359,8 +358,7 @@ impl Providers {
         };
         let missing = |key| ProviderError::SecretKey {
             config: config.to_owned(),
-            namespace: namespace.clone(),
-            name: name.clone(),
+            secret: full_name.clone(),
             key,
         };
         use crate::kms::credentials::{

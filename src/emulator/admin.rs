@@ -144,7 +144,7 @@ async fn list_faults(State(emulator): State<Emulator>) -> Json<Vec<Fault>> {
 async fn add_fault(State(emulator): State<Emulator>, body: Bytes) -> Response {
     let fault: Fault = match parse(&body, "fault") {
         Ok(fault) => fault,
-        Err(response) => return response,
+        Err(message) => return admin_error(StatusCode::BAD_REQUEST, &message),
     };
     match emulator.add_fault(fault) {
         Ok(()) => Json(emulator.faults()).into_response(),
@@ -164,7 +164,7 @@ async fn quotas(State(emulator): State<Emulator>) -> Json<Quotas> {
 async fn update_quotas(State(emulator): State<Emulator>, body: Bytes) -> Response {
     match parse::<QuotaUpdate>(&body, "quotas") {
         Ok(update) => Json(emulator.update_quotas(update)).into_response(),
-        Err(response) => response,
+        Err(message) => admin_error(StatusCode::BAD_REQUEST, &message),
     }
 }
 
@@ -187,7 +187,7 @@ struct AccessKeyRequest {
 async fn upsert_access_key(State(emulator): State<Emulator>, body: Bytes) -> Response {
     let request: AccessKeyRequest = match parse(&body, "access key") {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(message) => return admin_error(StatusCode::BAD_REQUEST, &message),
     };
     let key = AccessKeySpec {
         enabled: request.enabled.unwrap_or(true),
@@ -256,7 +256,7 @@ async fn create_key(State(emulator): State<Emulator>, body: Bytes) -> Response {
     } else {
         match parse(&body, "key") {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(message) => return admin_error(StatusCode::BAD_REQUEST, &message),
         }
     };
     let state = request.state.unwrap_or(KeyState::Enabled);
@@ -281,10 +281,9 @@ async fn remove_key(
     }
 }
 
-/// Parses a JSON body; a failure is already the 400 answer.
-fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| admin_error(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
+/// Parses a JSON body; a failure is the message of the 400 answer.
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid {what}: {e}"))
 }
 
 fn admin_error(status: StatusCode, message: &str) -> Response {

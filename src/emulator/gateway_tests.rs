@@ -25,25 +25,28 @@ fn timestamps_must_be_well_formed_and_recent() {
     }
 }
 
+/// RegionId, Host, account regions, wanted region or error code, reason.
+type RegionCase<'a> =
+    (Option<&'a str>, Option<&'a str>, &'a [String], Result<&'a str, &'a str>, &'a str);
+
 #[test]
 fn region_comes_from_param_host_account_or_default() {
-    let shanghai = vec!["cn-shanghai".to_owned()];
-    let none: Vec<String> = Vec::new();
-    // (RegionId, Host, account regions, want, reason)
-    let cases: &[(Option<&str>, Option<&str>, &Vec<String>, Result<&str, &str>, &str)] = &[
-        (None, None, &none, Ok("cn-hangzhou"), "emulator default"),
-        (Some("cn-beijing"), None, &none, Ok("cn-beijing"), "RegionId wins"),
-        (None, Some("kms.cn-shenzhen.aliyuncs.com"), &none, Ok("cn-shenzhen"), "public host"),
-        (None, Some("kms-vpc.cn-qingdao.aliyuncs.com:443"), &none, Ok("cn-qingdao"), "VPC host"),
-        (None, Some("127.0.0.1:8080"), &none, Ok("cn-hangzhou"), "loopback host"),
-        (None, None, &shanghai, Ok("cn-shanghai"), "account's first region"),
-        (Some("cn-beijing"), None, &shanghai, Err("InvalidRegionId"), "region not allowed"),
-        (Some("CN_HZ"), None, &none, Err("InvalidParameter"), "malformed"),
+    let shanghai: &[String] = &["cn-shanghai".to_owned()];
+    let none: &[String] = &[];
+    let cases: &[RegionCase<'_>] = &[
+        (None, None, none, Ok("cn-hangzhou"), "emulator default"),
+        (Some("cn-beijing"), None, none, Ok("cn-beijing"), "RegionId wins"),
+        (None, Some("kms.cn-shenzhen.aliyuncs.com"), none, Ok("cn-shenzhen"), "public host"),
+        (None, Some("kms-vpc.cn-qingdao.aliyuncs.com:443"), none, Ok("cn-qingdao"), "VPC host"),
+        (None, Some("127.0.0.1:8080"), none, Ok("cn-hangzhou"), "loopback host"),
+        (None, None, shanghai, Ok("cn-shanghai"), "account's first region"),
+        (Some("cn-beijing"), None, shanghai, Err("InvalidRegionId"), "region not allowed"),
+        (Some("CN_HZ"), None, none, Err("InvalidParameter"), "malformed"),
     ];
     for (region, host, allowed, want, reason) in cases {
         let mut headers = HeaderMap::new();
         if let Some(host) = host {
-            headers.insert(header::HOST, HeaderValue::from_static(host));
+            headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
         }
         let pairs: Vec<(&str, &str)> = region.map(|r| ("RegionId", r)).into_iter().collect();
         let got = resolve_region(&params(&pairs), &headers, allowed, "cn-hangzhou");
@@ -52,9 +55,12 @@ fn region_comes_from_param_host_account_or_default() {
     }
 }
 
+/// Parameters, service, wanted action or error code, reason.
+type VersionCase<'a> = (&'a [(&'a str, &'a str)], Service, Result<&'a str, &'a str>, &'a str);
+
 #[test]
 fn version_picks_the_service_and_is_checked() {
-    let cases: &[(&[(&str, &str)], Service, Result<&str, &str>, &str)] = &[
+    let cases: &[VersionCase<'_>] = &[
         (&[("Version", "2016-01-20"), ("Action", "ListKeys")], Service::Kms, Ok("ListKeys"), "KMS"),
         (
             &[("Version", "2015-04-01"), ("Action", "AssumeRole")],

@@ -22,6 +22,10 @@ pub const ACCESS_KEY_SECRET: &str = "e2e-operator-secret";
 /// The AccessKey tests use for out-of-band changes, so the call log tells them apart.
 pub const OOB_KEY_ID: &str = "e2e-out-of-band";
 pub const OOB_KEY_SECRET: &str = "e2e-out-of-band-secret";
+/// A second account in the shared emulator.
+pub const ACCOUNT_B: &str = "2222222222222222";
+pub const ACCOUNT_B_KEY_ID: &str = "e2e-account-b";
+pub const ACCOUNT_B_SECRET: &str = "e2e-account-b-secret";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The processes of one test binary; kept in a static and never dropped.
@@ -53,6 +57,30 @@ pub fn env() -> &'static Env {
     })
 }
 
+/// Starts a `kms-emulator` process logging to `dir/kms-emulator-<name>.log`; returns it and
+/// its URL once it listens.
+pub async fn spawn_emulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, String) {
+    let port_file = dir.join(format!("emulator-{name}.port"));
+    let mut all = vec![
+        "--listen=127.0.0.1:0".to_owned(),
+        format!("--port-file={}", port_file.display()),
+        format!("--region={REGION}"),
+    ];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let log = if name == "shared" {
+        dir.join("kms-emulator.log")
+    } else {
+        dir.join(format!("kms-emulator-{name}.log"))
+    };
+    let emulator = Supervised::spawn("kms-emulator", target_bin("kms-emulator"), all, vec![], log)
+        .expect("emulator starts");
+    let port = wait_for("emulator port file", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty())
+    })
+    .await;
+    (emulator, format!("http://127.0.0.1:{}", port.trim()))
+}
+
 fn target_bin(name: &str) -> PathBuf {
     // Integration tests are built next to the crate's binaries.
     let exe = std::env::current_exe().expect("test executable path");
@@ -72,29 +100,17 @@ impl Env {
         let established = "--for=condition=Established";
         run(&kubectl, &["--kubeconfig", &kubeconfig, "wait", established, crd_name]).await;
 
-        let port_file = dir.join("emulator.port");
         let emulator_log = dir.join("kms-emulator.log");
-        let emulator = Supervised::spawn(
-            "kms-emulator",
-            target_bin("kms-emulator"),
-            [
-                "--listen=127.0.0.1:0",
-                &format!("--port-file={}", port_file.display()),
-                &format!("--region={REGION}"),
+        let (emulator, kms_url) = spawn_emulator(
+            &dir,
+            "shared",
+            &[
                 &format!("--access-key={ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}"),
                 &format!("--access-key={OOB_KEY_ID}:{OOB_KEY_SECRET}"),
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec![],
-            &emulator_log,
+                &format!("--account={ACCOUNT_B}={ACCOUNT_B_KEY_ID}:{ACCOUNT_B_SECRET}"),
+            ],
         )
-        .expect("emulator starts");
-        let port = wait_for("emulator port file", Duration::from_secs(30), || async {
-            std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty())
-        })
         .await;
-        let kms_url = format!("http://127.0.0.1:{}", port.trim());
 
         let operator_log = dir.join("kms-alias-operator.log");
         let operator = Supervised::spawn(
@@ -164,6 +180,12 @@ where
     }
 }
 
+/// The whole call log of the emulator at `url`.
+pub async fn calls_at(url: &str) -> Vec<Call> {
+    let response = reqwest::get(format!("{url}/_emulator/calls")).await.expect("call log");
+    response.json().await.expect("call log JSON")
+}
+
 /// One entry of the emulator's call log.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -179,7 +201,6 @@ pub struct Scene {
     pub ns: String,
     api: Api<KmsAlias>,
     kms: kms::Client,
-    http: reqwest::Client,
 }
 
 impl Scene {
@@ -200,7 +221,7 @@ impl Scene {
         };
         let credentials = Credentials::new(OOB_KEY_ID, OOB_KEY_SECRET);
         let kms = kms::Client::new(&config, credentials).expect("kms client");
-        Scene { api: Api::namespaced(client, &ns), ns, kms, http: reqwest::Client::new() }
+        Scene { api: Api::namespaced(client, &ns), ns, kms }
     }
 
     /// A KMS client past the operator, for out-of-band changes ("aliyun kms ...").
@@ -300,10 +321,76 @@ impl Scene {
 
     /// The calls the operator made, from the emulator's call log.
     pub async fn calls(&self) -> Vec<Call> {
-        let url = format!("{}/_emulator/calls", env().kms_url);
-        let response = self.http.get(url).send().await.expect("emulator call log");
-        let calls: Vec<Call> = response.json().await.expect("call log JSON");
+        let calls = calls_at(&env().kms_url).await;
         calls.into_iter().filter(|c| c.access_key_id == ACCESS_KEY_ID).collect()
+    }
+
+    /// URL of the shared emulator.
+    pub fn kms_url(&self) -> String {
+        env().kms_url.clone()
+    }
+
+    /// All objects in this scene.
+    pub async fn list(&self) -> Vec<KmsAlias> {
+        self.api.list(&Default::default()).await.expect("list KmsAliases").items
+    }
+
+    /// Creates a credentials Secret in this namespace, with the keys the operator reads.
+    pub async fn secret(&self, name: &str, id: &str, secret: &str) {
+        self.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            name,
+            &format!("--from-literal=ALIBABA_CLOUD_ACCESS_KEY_ID={id}"),
+            &format!("--from-literal=ALIBABA_CLOUD_ACCESS_KEY_SECRET={secret}"),
+        ])
+        .await;
+    }
+
+    /// Applies a KmsProviderConfig for the KMS at `url`: with the Secret `secret` of this
+    /// namespace, or the operator's own identity when `None`.
+    pub async fn provider_config(&self, name: &str, url: &str, secret: Option<&str>) {
+        let credentials = match secret {
+            Some(secret) => serde_json::json!({
+                "source": "Secret",
+                "secretRef": {"namespace": self.ns, "name": secret},
+            }),
+            None => serde_json::json!({"source": "OperatorIdentity"}),
+        };
+        let manifest = serde_json::json!({
+            "apiVersion": "kms.aliasoperator.dev/v1alpha1",
+            "kind": "KmsProviderConfig",
+            "metadata": {"name": name},
+            "spec": {
+                "region": REGION,
+                "endpoint": {"network": "Custom", "url": url, "allowInsecureHttp": true},
+                "credentials": credentials,
+            },
+        });
+        let output = self.kubectl_apply(&manifest.to_string()).await;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// A `KmsAlias` manifest naming a provider config.
+    pub fn manifest_with_provider(
+        &self,
+        name: &str,
+        alias: &str,
+        key: &str,
+        config: &str,
+    ) -> String {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&self.manifest(name, alias, key)).expect("manifest JSON");
+        value["spec"]["providerConfigRef"] = serde_json::json!({"name": config});
+        value.to_string()
+    }
+
+    /// Applies a `KmsAlias` naming a provider config.
+    pub async fn apply_with_provider(&self, name: &str, alias: &str, key: &str, config: &str) {
+        let output =
+            self.kubectl_apply(&self.manifest_with_provider(name, alias, key, config)).await;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
 
     /// How many `action` calls named `alias`, made by the operator.

@@ -4,3 +4,4 @@
 mod admission;
 mod env;
 mod lifecycle;
+mod providers;

@@ -47,6 +47,9 @@ fn code(result: Result<Issued, ApiError>) -> Result<Value, (String, u16)> {
     result.map(|i| i.body).map_err(|e| (e.code, e.status))
 }
 
+/// Parameters, calling account, wanted error code and status (`None`: success), reason.
+type RoleCase<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<(&'a str, u16)>, &'a str);
+
 #[test]
 fn assume_role_checks_parameters_and_trust() {
     let config = config(Path::new("unused"));
@@ -61,7 +64,7 @@ fn assume_role_checks_parameters_and_trust() {
         }
         all
     };
-    let cases: Vec<(Vec<(&str, &str)>, &str, Option<(&str, u16)>, &str)> = vec![
+    let cases: Vec<RoleCase<'_>> = vec![
         (with(&[]), "1111", None, "trusted account"),
         (with(&[("DurationSeconds", "7200")]), "1111", None, "role maximum"),
         (with(&[("RoleArn", "")]), "1111", Some(("MissingRoleArn", 400)), "no role"),
@@ -220,6 +223,6 @@ fn names_and_arns_follow_ram_rules() {
     for (name, ok) in [("ab", true), ("a", false), ("x@y.z-_1", true), ("a/b", false)] {
         assert_eq!(valid_session_name(name), ok, "{name}");
     }
-    assert_eq!(valid_session_name(&"a".repeat(64)), true);
-    assert_eq!(valid_session_name(&"a".repeat(65)), false);
+    assert!(valid_session_name(&"a".repeat(64)));
+    assert!(!valid_session_name(&"a".repeat(65)));
 }

@@ -37,14 +37,15 @@ pub struct EcsRamRoleProvider {
     cache: SessionCache,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// The credentials document; absent fields are empty, and then refused.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct Document {
     code: String,
-    access_key_id: Option<String>,
-    access_key_secret: Option<String>,
-    security_token: Option<String>,
-    expiration: Option<String>,
+    access_key_id: String,
+    access_key_secret: String,
+    security_token: String,
+    expiration: String,
 }
 
 impl EcsRamRoleProvider {
@@ -106,28 +107,20 @@ impl EcsRamRoleProvider {
         let (status, body) = self.get("GetRoleCredentials", &path, token.as_deref()).await?;
         let document: Document = serde_json::from_slice(&body)
             .map_err(|e| CredentialsError::decode("GetRoleCredentials", status, &e))?;
-        let Document { code, access_key_id, access_key_secret, security_token, expiration } =
-            document;
         let refused = |detail: String| CredentialsError::Metadata {
             action: "GetRoleCredentials",
             detail: format!("role {role}: {detail}"),
         };
-        if code != "Success" {
-            return Err(refused(format!("Code is {}, not Success", scrub(&code, []))));
+        if document.code != "Success" {
+            return Err(refused(format!("Code is {}, not Success", scrub(&document.code, []))));
         }
-        match (access_key_id, access_key_secret, security_token, expiration) {
-            (
-                Some(access_key_id),
-                Some(access_key_secret),
-                Some(security_token),
-                Some(expiration),
-            ) => {
-                let body =
-                    SessionBody { access_key_id, access_key_secret, security_token, expiration };
-                body.into_session("GetRoleCredentials")
-            }
-            _ => Err(refused("the answer lacks a credentials field".to_owned())),
+        let Document { access_key_id, access_key_secret, security_token, expiration, .. } =
+            document;
+        if [&access_key_id, &access_key_secret, &security_token].iter().any(|v| v.is_empty()) {
+            return Err(refused("the answer lacks a credentials field".to_owned()));
         }
+        SessionBody { access_key_id, access_key_secret, security_token, expiration }
+            .into_session("GetRoleCredentials")
     }
 
     /// The IMDSv2 token, or `None` when the service gives none and IMDSv1 is allowed.

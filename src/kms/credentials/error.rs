@@ -39,9 +39,6 @@ pub enum CredentialsError {
     /// A credentials file, Secret directory or token file holds nothing usable.
     #[error("invalid credentials in {}: {reason}", .path.display())]
     InvalidFile { path: PathBuf, reason: String },
-    /// A setting is malformed.
-    #[error("invalid {name}: {reason}")]
-    InvalidConfig { name: &'static str, reason: String },
     /// The HTTP stack could not be set up.
     #[error("failed to set up the HTTP client")]
     HttpClient(#[source] reqwest::Error),
@@ -140,11 +137,10 @@ fn chain_text(error: &dyn std::error::Error) -> String {
 }
 
 fn render_attempts(attempts: &[Attempt]) -> String {
-    let parts: Vec<String> =
-        attempts.iter().map(|a| format!("{}: {}", a.source, chain_text(&a.error))).collect();
-    parts.join("; ")
+    attempts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
+/// `source: error: cause: ...`, one attempt as the chain's error lists it.
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.source, chain_text(&self.error))

@@ -16,6 +16,20 @@
 //!
 //! Session credentials are cached and refreshed when 180 s or less remain. No secret, token or
 //! signature is ever part of a `Debug` output, an error message or a log line.
+//!
+//! Environment variables read, all prefixed `ALIBABA_CLOUD_` (empty counts as unset):
+//!
+//! - [`EnvProvider`]: `ACCESS_KEY_ID`, `ACCESS_KEY_SECRET`, `SECURITY_TOKEN`.
+//! - [`FileProvider::from_env`]: `CREDENTIALS_FILE` (a file or a Secret directory; default
+//!   `$HOME/.alibabacloud/credentials`), `PROFILE`.
+//! - [`OidcProvider::from_env`]: `ROLE_ARN`, `OIDC_PROVIDER_ARN`, `OIDC_TOKEN_FILE`,
+//!   `ROLE_SESSION_NAME`.
+//! - STS endpoint ([`sts_endpoint_from_env`]): `STS_ENDPOINT`, else `STS_REGION` with
+//!   `VPC_ENDPOINT_ENABLED`, else the global endpoint.
+//! - [`EcsRamRoleProvider::from_env`]: `ECS_METADATA` (the role name; nothing else enables
+//!   it), `ECS_METADATA_DISABLED`, `IMDSV1_DISABLED`.
+//! - [`AssumeRoleProvider::from_env`]: `ASSUME_ROLE_ARN` (our own name, not an Alibaba SDK
+//!   variable) and `ROLE_SESSION_NAME`.
 
 mod assume_role;
 mod chain;

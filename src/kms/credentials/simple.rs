@@ -73,6 +73,7 @@ impl CredentialsProvider for EnvProvider {
 
 #[cfg(test)]
 mod tests {
+    type Pairs = &'static [(&'static str, &'static str)];
     use super::super::{ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN};
     use super::*;
 
@@ -92,7 +93,7 @@ mod tests {
         let got = EnvProvider::with_vars(Vars::from_pairs(&full)).credentials().await;
         assert_eq!(got.expect("full set"), Credentials::new("id", "s").with_token("t"));
 
-        let cases: [(&[(&str, &str)], &str, &str); 3] = [
+        let cases: [(Pairs, &str, &str); 3] = [
             (&[], "ALIBABA_CLOUD_ACCESS_KEY_ID not set", "nothing set"),
             (&[(ENV_ACCESS_KEY_ID, "id")], ENV_ACCESS_KEY_SECRET, "secret missing"),
             (

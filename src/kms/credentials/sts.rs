@@ -261,11 +261,12 @@ impl SessionCache {
 
 #[cfg(test)]
 mod tests {
+    type Pairs = &'static [(&'static str, &'static str)];
     use super::*;
 
     #[test]
     fn endpoint_resolution() {
-        let cases: [(&[(&str, &str)], &str, &str); 7] = [
+        let cases: [(Pairs, &str, &str); 7] = [
             (&[], "https://sts.aliyuncs.com", "global default"),
             (&[(ENV_STS_REGION, "cn-beijing")], "https://sts.cn-beijing.aliyuncs.com", "region"),
             (

@@ -119,12 +119,12 @@ async fn sts_handler(
     if let Some((status, code, message)) = state.failure.clone() {
         return error(status, &code, &message);
     }
-    let checked = match call.get("Action") {
-        Some("AssumeRoleWithOIDC") => check_oidc(&call),
-        Some("AssumeRole") => check_signed(&state, &call),
-        _ => Err(error(404, "InvalidAction.NotFound", "Specified api is not found")),
+    let refused = match call.get("Action") {
+        Some("AssumeRoleWithOIDC") => refuse_oidc(&call),
+        Some("AssumeRole") => refuse_signed(&state, &call),
+        _ => Some(error(404, "InvalidAction.NotFound", "Specified api is not found")),
     };
-    if let Err(response) = checked {
+    if let Some(response) = refused {
         return response;
     }
     state.issued += 1;
@@ -144,31 +144,33 @@ async fn sts_handler(
     json(200, body)
 }
 
-fn check_oidc(call: &Call) -> Result<(), Response> {
+/// The error answer for a bad `AssumeRoleWithOIDC`, `None` when it is fine.
+fn refuse_oidc(call: &Call) -> Option<Response> {
     for name in ["RoleArn", "OIDCProviderArn", "OIDCToken", "RoleSessionName", "Timestamp"] {
         if call.get(name).is_none() {
-            return Err(error(400, &format!("Missing{name}"), "missing parameter"));
+            return Some(error(400, &format!("Missing{name}"), "missing parameter"));
         }
     }
-    Ok(())
+    None
 }
 
-fn check_signed(state: &StsState, call: &Call) -> Result<(), Response> {
+/// The error answer for a bad `AssumeRole`, `None` when it is fine.
+fn refuse_signed(state: &StsState, call: &Call) -> Option<Response> {
     for name in ["RoleArn", "RoleSessionName", "SignatureNonce", "Timestamp"] {
         if call.get(name).is_none() {
-            return Err(error(400, &format!("Missing{name}"), "missing parameter"));
+            return Some(error(400, &format!("Missing{name}"), "missing parameter"));
         }
     }
     let id = call.get("AccessKeyId").unwrap_or_default();
     let Some((secret, token)) = state.keys.get(id) else {
-        return Err(error(
+        return Some(error(
             404,
             "InvalidAccessKeyId.NotFound",
             "Specified access key is not found.",
         ));
     };
     if token.as_deref() != call.get("SecurityToken") {
-        return Err(error(400, "InvalidSecurityToken.Mismatch", "token does not match the key"));
+        return Some(error(400, "InvalidSecurityToken.Mismatch", "token does not match the key"));
     }
     let params = call.params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let expected = sign::signature("POST", secret, params.clone());
@@ -177,9 +179,9 @@ fn check_signed(state: &StsState, call: &Call) -> Result<(), Response> {
             "Specified signature is not matched with our calculation. server string to sign is:{}",
             sign::string_to_sign("POST", params)
         );
-        return Err(error(400, "SignatureDoesNotMatch", &message));
+        return Some(error(400, "SignatureDoesNotMatch", &message));
     }
-    Ok(())
+    None
 }
 
 #[derive(Default)]

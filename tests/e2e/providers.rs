@@ -1,0 +1,114 @@
+//! Accounts and regions through `KmsProviderConfig`, and budgets under throttling.
+
+use crate::env::{
+    ACCOUNT_B, ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET, REGION, Scene, spawn_emulator, wait_for,
+};
+use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
+use std::time::Duration;
+
+fn client(url: &str, id: &str, secret: &str) -> kms::Client {
+    let config = ClientConfig {
+        region: REGION.into(),
+        endpoint: Some(url.into()),
+        timeout: Duration::from_secs(10),
+        allow_http: true,
+    };
+    kms::Client::new(&config, Credentials::new(id, secret)).expect("kms client")
+}
+
+async fn target(client: &kms::Client, alias: &str) -> Option<String> {
+    match client.describe_key(alias).await {
+        Ok(meta) => Some(meta.key_id),
+        Err(e) if e.kind() == ErrorKind::AliasNotFound => None,
+        Err(e) => panic!("DescribeKey {alias}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn two_provider_configs_put_aliases_in_the_right_account() {
+    let scene = Scene::new("accounts").await;
+    let url = scene.kms_url();
+    let account_b = client(&url, ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET);
+    let key_a = scene.create_key().await;
+    let key_b = account_b.create_key("e2e account b").await.expect("CreateKey in B").key_id;
+
+    scene.secret("account-b", ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET).await;
+    let (config_a, config_b) = (format!("{}-a", scene.ns), format!("{}-b", scene.ns));
+    scene.provider_config(&config_a, &url, None).await;
+    scene.provider_config(&config_b, &url, Some("account-b")).await;
+
+    // The same alias name in both accounts: each lands in its own.
+    let alias = scene.alias_name("shared-name");
+    scene.apply_with_provider("in-a", &alias, &key_a, &config_a).await;
+    scene.apply_with_provider("in-b", &alias, &key_b, &config_b).await;
+    let missing = format!("{}-missing", scene.ns);
+    scene.apply_with_provider("lost", &scene.alias_name("lost"), &key_a, &missing).await;
+
+    scene.wait_ready("in-a").await;
+    let in_b = scene.wait_ready("in-b").await;
+    let arn = in_b.status.and_then(|s| s.alias_arn).unwrap_or_default();
+    assert!(arn.contains(&format!(":{ACCOUNT_B}:alias/")), "ARN of account B: {arn}");
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(key_a.as_str()), "account A");
+    assert_eq!(target(&account_b, &alias).await.as_deref(), Some(key_b.as_str()), "account B");
+    let obj = wait_for("missing config reported", Duration::from_secs(30), || async {
+        let obj = scene.get("lost").await?;
+        (obj.ready_condition()?.reason == "ProviderConfigInvalid").then_some(obj)
+    })
+    .await;
+    assert!(obj.ready_condition().expect("Ready").message.contains(&missing));
+
+    scene.kubectl(&["delete", "kmsalias", "in-b", "--wait=false"]).await;
+    scene.wait_gone("in-b").await;
+    assert_eq!(target(&account_b, &alias).await, None, "deleted in account B");
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(key_a.as_str()), "A untouched");
+}
+
+#[tokio::test]
+async fn fifty_aliases_become_ready_under_a_two_qps_quota() {
+    let scene = Scene::new("throttle").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (id, secret) = ("e2e-throttled", "e2e-throttled-secret");
+    let (_emulator, url) = spawn_emulator(
+        dir.path(),
+        "throttle",
+        &[&format!("--access-key={id}:{secret}"), "--qps-read=2", "--qps-write=2"],
+    )
+    .await;
+    let oob = client(&url, id, secret);
+    let key = oob.create_key("e2e throttling").await.expect("CreateKey").key_id;
+    scene.secret("throttled", id, secret).await;
+    let config = format!("{}-slow", scene.ns);
+    scene.provider_config(&config, &url, Some("throttled")).await;
+
+    let manifests: Vec<String> = (0..50)
+        .map(|i| {
+            let alias = scene.alias_name(&format!("t{i:02}"));
+            scene.manifest_with_provider(&format!("t{i:02}"), &alias, &key, &config)
+        })
+        .collect();
+    let output = scene.kubectl_apply(&manifests.join("\n---\n")).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let started = std::time::Instant::now();
+    wait_for("50 aliases Ready", Duration::from_secs(240), || async {
+        let list = scene.list().await;
+        let ready = list.iter().filter(|o| o.ready_condition().is_some_and(|c| c.status == "True"));
+        (ready.count() == 50).then_some(())
+    })
+    .await;
+    let calls = crate::env::calls_at(&url).await;
+    let throttled_writes = calls
+        .iter()
+        .filter(|c| c.code == "Rejected.Throttling")
+        .filter(|c| matches!(c.action.as_str(), "CreateAlias" | "UpdateAlias" | "DeleteAlias"))
+        .count();
+    let throttled = calls.iter().filter(|c| c.code == "Rejected.Throttling").count();
+    let creates = calls.iter().filter(|c| c.action == "CreateAlias" && c.code == "OK").count();
+    println!(
+        "50 aliases Ready in {:.1}s; {} calls, {throttled} throttled ({throttled_writes} writes)",
+        started.elapsed().as_secs_f64(),
+        calls.len()
+    );
+    assert_eq!(creates, 50, "every alias created exactly once");
+    assert!(throttled_writes <= 15, "{throttled_writes} throttled writes: budgets do not adapt");
+}
