@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{Instrument, field, info, info_span, warn};
+use tracing::{Instrument, debug, field, info, info_span, warn};
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]
@@ -46,7 +46,7 @@ impl Default for Settings {
             resync: Duration::from_secs(300),
             transient_backoff_cap: Duration::from_secs(300),
             terminal_backoff_cap: Duration::from_secs(900),
-            concurrency: 8,
+            concurrency: 16,
         }
     }
 }
@@ -162,6 +162,12 @@ pub async fn reconcile(obj: Arc<KmsAlias>, ctx: Arc<Context>) -> Result<Action> 
 
 /// Decides when to retry a failed reconcile: exponential per object, with jitter.
 pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Some(wait) = error.paced() {
+        // The account's budget is busy: not this object's failure, so no backoff growth;
+        // spread the retries so waiting objects do not all come back at once.
+        debug!(reason = error.reason(), wait_s = wait.as_secs_f32(), "waiting for KMS budget");
+        return Action::requeue(wait.mul_f64(rand::rng().random_range(0.8..1.3)));
+    }
     let failures = {
         let mut map = ctx.failures();
         let count = map.entry(ObjectRef::from_obj(&*obj)).or_default();
@@ -211,6 +217,7 @@ async fn apply(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Act
                 .map_err(Error::WriteStatus)?;
             Ok(Action::requeue(jittered(ctx.settings.resync)))
         }
+        Err(error) if error.paced().is_some() => Err(error),
         Err(error) => {
             report_failure(obj, ctx, api, &error).await;
             Err(error)

@@ -144,6 +144,12 @@ impl Error {
         }
     }
 
+    /// When the operator held the call back itself to stay within the account's budget:
+    /// how long until the budget frees up. Pacing is not a failure of the object.
+    pub fn paced(&self) -> Option<std::time::Duration> {
+        self.kms().and_then(kms::Error::retry_after)
+    }
+
     /// Whether only a change to the object can fix this; such failures are not retried.
     pub fn needs_spec_change(&self) -> bool {
         matches!(self, Self::InvalidSpec(_))

@@ -52,7 +52,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 300)]
     resync_secs: u64,
     /// Objects reconciled at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     concurrency: u16,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
@@ -100,7 +100,11 @@ fn write_crds(dir: Option<&std::path::Path>) -> Result<(), Box<dyn std::error::E
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,kube=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();
     } else {

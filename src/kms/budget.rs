@@ -75,28 +75,34 @@ impl Bucket {
         self.updated = now;
     }
 
-    /// Takes a token now, or says how long to wait before asking again.
-    fn take(&mut self, now: Instant) -> Option<Duration> {
-        if now < self.paused_until {
-            return Some(self.paused_until - now);
-        }
+    /// Reserves the next token and returns how long to wait for it, unless that wait would
+    /// exceed `max_wait`: then nothing is reserved and the wait is returned as an error.
+    fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
         self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            None
-        } else {
-            Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        let pause = self.paused_until.saturating_duration_since(now);
+        // Tokens may go negative: each one below zero is a caller already waiting its turn.
+        let queue = Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.rate);
+        let wait = pause + queue;
+        if wait > max_wait {
+            return Err(wait);
         }
+        self.tokens -= 1.0;
+        Ok(wait)
     }
 
     fn throttled(&mut self, now: Instant) {
+        // Answers to calls sent before the last cut arrive in a burst: one cut per pause.
+        if now < self.paused_until {
+            return;
+        }
         self.rate = (self.rate / 2.0).max(MIN_RATE);
-        self.tokens = 0.0;
+        self.tokens = self.tokens.min(0.0);
         self.paused_until = self.paused_until.max(now + THROTTLE_PAUSE);
     }
 
     fn succeeded(&mut self) {
-        // Additive increase: about 2 % of the ceiling per success.
+        // Additive increase: 2 % of the ceiling per success, so a cut rate recovers within
+        // a few dozen calls once the pressure is gone.
         self.rate = (self.rate + self.ceiling / 50.0).min(self.ceiling);
     }
 }
@@ -126,15 +132,24 @@ impl Budget {
         bucket.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until a call of this class may go out.
-    pub async fn acquire(&self, class: CallClass) {
-        loop {
-            let wait = self.bucket(class).take(Instant::now());
-            match wait {
-                None => return,
-                Some(wait) => tokio::time::sleep(wait).await,
-            }
+    /// Waits until a call of this class may go out, if that is within `max_wait`; otherwise
+    /// returns at once with the wait it would take, so a caller never holds a worker for
+    /// long on a busy account.
+    pub async fn acquire_within(
+        &self,
+        class: CallClass,
+        max_wait: Duration,
+    ) -> Result<(), Duration> {
+        let wait = self.bucket(class).reserve(Instant::now(), max_wait)?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
+        Ok(())
+    }
+
+    /// Waits as long as it takes until a call of this class may go out.
+    pub async fn acquire(&self, class: CallClass) {
+        let _ = self.acquire_within(class, Duration::MAX).await;
     }
 
     /// Reports a throttled answer: slow down.
@@ -196,7 +211,8 @@ mod tests {
     async fn throttling_halves_and_pauses_then_recovers() {
         let budget = Budget::new(Quotas { read_qps: 8.0, write_qps: 8.0 });
         budget.throttled(CallClass::Write);
-        assert_eq!(budget.rate(CallClass::Write), 4.0);
+        budget.throttled(CallClass::Write);
+        assert_eq!(budget.rate(CallClass::Write), 4.0, "a burst of throttled answers cuts once");
         let start = Instant::now();
         budget.acquire(CallClass::Write).await;
         assert!(start.elapsed() >= THROTTLE_PAUSE, "paused after throttling");
@@ -206,8 +222,23 @@ mod tests {
         assert_eq!(budget.rate(CallClass::Write), 8.0, "recovers up to the ceiling, not past");
         for _ in 0..20 {
             budget.throttled(CallClass::Write);
+            tokio::time::advance(THROTTLE_PAUSE).await;
         }
         assert_eq!(budget.rate(CallClass::Write), MIN_RATE, "never stops entirely");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_is_refused_instead_of_taken() {
+        let budget = Budget::new(Quotas { read_qps: 1.0, write_qps: 1.0 });
+        budget.acquire(CallClass::Write).await;
+        budget.acquire(CallClass::Write).await;
+        // Two reserved at 1/s: the next would wait about a second more.
+        let refused = budget.acquire_within(CallClass::Write, Duration::from_millis(500)).await;
+        let wait = refused.expect_err("a wait over the limit is refused");
+        assert!(wait > Duration::from_millis(500), "{wait:?}");
+        let start = Instant::now();
+        budget.acquire_within(CallClass::Write, Duration::from_secs(5)).await.expect("within");
+        assert!(start.elapsed() >= Duration::from_millis(900), "waited its turn");
     }
 
     #[test]

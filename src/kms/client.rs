@@ -27,6 +27,8 @@ const LIST_PAGE_SIZE: u32 = 100;
 const MAX_ATTEMPTS: u32 = 4;
 /// First retry delay inside one call; doubles per attempt.
 const RETRY_BASE: Duration = Duration::from_millis(200);
+/// Longest a call waits for its budget before giving up with [`Error::OverBudget`].
+const MAX_BUDGET_WAIT: Duration = Duration::from_secs(30);
 
 /// Where and how to reach KMS.
 #[derive(Clone, Debug)]
@@ -260,7 +262,9 @@ impl Client {
         let class = CallClass::of(action);
         let mut attempt = 1;
         loop {
-            self.budget.acquire(class).await;
+            if let Err(retry_after) = self.budget.acquire_within(class, MAX_BUDGET_WAIT).await {
+                return Err(Error::OverBudget { action, retry_after });
+            }
             let result = self.send_once(action, params).await;
             match &result {
                 Err(e) if e.kind() == ErrorKind::Throttled => self.budget.throttled(class),
@@ -293,6 +297,7 @@ impl Client {
                 Err(Error::Transport { .. }) => "Transport",
                 Err(Error::Decode { .. }) => "Decode",
                 Err(Error::Credentials { .. }) => "Credentials",
+                Err(Error::OverBudget { .. }) => "OverBudget",
             };
             observer.observe(action, code, started.elapsed());
         }

@@ -60,6 +60,9 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The account's budget is spent for longer than a call may wait; nothing was sent.
+    #[error("{action} was not sent: the account's request budget frees up in {retry_after:?}")]
+    OverBudget { action: &'static str, retry_after: std::time::Duration },
     /// No credentials could be obtained for the call; nothing was sent.
     #[error("{action} could not get credentials")]
     Credentials {
@@ -84,6 +87,7 @@ impl Error {
             Self::Api(api) => classify(&api.code, api.status),
             Self::Transport { .. } => ErrorKind::Transient,
             Self::Credentials { .. } => ErrorKind::CredentialsUnavailable,
+            Self::OverBudget { .. } => ErrorKind::Throttled,
             Self::Decode { status, .. } if *status >= 500 => ErrorKind::Transient,
             Self::Decode { .. } => ErrorKind::InvalidParameter,
         }
@@ -103,7 +107,15 @@ impl Error {
             Self::Transport { source, .. } => !source.is_connect(),
             Self::Api(api) => api.status >= 500,
             Self::Decode { .. } => true,
-            Self::Credentials { .. } => false,
+            Self::Credentials { .. } | Self::OverBudget { .. } => false,
+        }
+    }
+
+    /// How long to wait before trying again, when the failure says so.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::OverBudget { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -113,7 +125,8 @@ impl Error {
             Self::Api(api) => api.action,
             Self::Transport { action, .. }
             | Self::Decode { action, .. }
-            | Self::Credentials { action, .. } => action,
+            | Self::Credentials { action, .. }
+            | Self::OverBudget { action, .. } => action,
         }
     }
 }

@@ -90,7 +90,7 @@ fn target_bin(name: &str) -> PathBuf {
 
 impl Env {
     async fn start() -> Env {
-        let plane = ControlPlane::start().await.expect("control plane starts");
+        let plane = ControlPlane::start().await.unwrap_or_else(|e| panic!("control plane: {e}"));
         let dir = plane.dir().to_path_buf();
         let kubectl = plane.bin_dir().join("kubectl");
         let kubeconfig = plane.kubeconfig().display().to_string();
