@@ -112,3 +112,47 @@ async fn fifty_aliases_become_ready_under_a_two_qps_quota() {
     assert_eq!(creates, 50, "every alias created exactly once");
     assert!(throttled_writes <= 15, "{throttled_writes} throttled writes: budgets do not adapt");
 }
+
+#[tokio::test]
+async fn create_alias_with_lost_answer_is_settled_by_a_read() {
+    let scene = Scene::new("lost-answer").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (id, secret) = ("e2e-hang", "e2e-hang-secret");
+    // The first CreateAlias is applied, then its answer is held past the operator's timeout.
+    let fault = r#"{"action":"CreateAlias","hangAfterCommit":true,"hangMs":30000,"times":1}"#;
+    let (_emulator, url) = spawn_emulator(
+        dir.path(),
+        "hang",
+        &[&format!("--access-key={id}:{secret}"), &format!("--fault={fault}")],
+    )
+    .await;
+    let key = client(&url, id, secret).create_key("e2e").await.expect("CreateKey").key_id;
+    scene.secret("hang", id, secret).await;
+    let config = format!("{}-hang", scene.ns);
+    scene.provider_config(&config, &url, Some("hang")).await;
+
+    let alias = scene.alias_name("app");
+    scene.apply_with_provider("app", &alias, &key, &config).await;
+    let obj = wait_for("Ready after a lost answer", Duration::from_secs(60), || async {
+        let obj = scene.get("app").await?;
+        (obj.ready_condition()?.status == "True").then_some(obj)
+    })
+    .await;
+    assert_eq!(obj.status.and_then(|s| s.alias_name).as_deref(), Some(alias.as_str()));
+    let calls = crate::env::calls_at(&url).await;
+    let creates: Vec<_> = calls.iter().filter(|c| c.action == "CreateAlias").collect();
+    assert_eq!(creates.len(), 1, "the lost CreateAlias is never repeated: {creates:?}");
+    assert!(!calls.iter().any(|c| c.action == "UpdateAlias"), "no UpdateAlias either");
+    // Settled inside the one reconcile: the object never showed a failure.
+    let warnings = scene
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=app,type=Warning",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(warnings.trim(), "", "no Warning event: the lost answer was settled by a read");
+}
