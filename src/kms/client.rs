@@ -10,7 +10,7 @@
 
 use super::API_VERSION;
 use super::budget::{Budget, CallClass, Quotas};
-use super::credentials::{Credentials, CredentialsProvider};
+use super::credentials::{Credentials, CredentialsProvider, scrub};
 use super::error::{ApiError, Error, ErrorKind};
 use super::sign;
 use super::types::{AliasEntry, KeyMetadata};
@@ -349,10 +349,14 @@ impl Client {
             action, status, code = %parsed.code, request_id = %parsed.request_id,
             "kms call failed"
         );
+        // The message may echo the string-to-sign, which carries the security token: the
+        // error ends up in logs, events and status, so keep only the safe part.
+        let secrets = std::iter::once(credentials.access_key_secret.as_str())
+            .chain(credentials.security_token.as_deref());
         Err(Error::Api(Box::new(ApiError {
             action,
             code: parsed.code,
-            message: parsed.message,
+            message: scrub(&parsed.message, secrets),
             status,
             request_id: parsed.request_id,
         })))

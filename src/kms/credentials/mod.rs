@@ -51,6 +51,7 @@ pub use ecs::{
     DEFAULT_METADATA_URL, ENV_ECS_METADATA, ENV_ECS_METADATA_DISABLED, ENV_IMDSV1_DISABLED,
     EcsRamRoleProvider,
 };
+pub(crate) use error::scrub;
 pub use error::{Attempt, CredentialsError, StsError};
 pub use file::{DEFAULT_PROFILE, ENV_CREDENTIALS_FILE, ENV_PROFILE, FileProvider};
 pub use oidc::{
