@@ -1,16 +1,11 @@
-//! The controller: watches `KmsAlias` objects, runs the finalizer, carries out the plan from
-//! [`crate::reconcile`] against KMS, writes status and events, and spaces out retries.
-//!
-//! Steps of one apply: validate → look up the alias → plan → check the key before any write →
-//! write to KMS → status. Cleanup deletes only an alias the object owns.
+//! The controller: watches `KmsAlias` objects, runs the finalizer around the steps in
+//! [`crate::steps`], and spaces out retries per object.
 
-use crate::crd::{FINALIZER, KmsAlias};
-use crate::kms::{self, ErrorKind, KeyArn, KeyMetadata, KeyState};
+use crate::crd::{ANNOTATION_PAUSED, ANNOTATION_RECONCILE, DeletionPolicy, FINALIZER, KmsAlias};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
-use crate::reconcile::{Plan, must_delete, plan};
-use crate::status::{self, Confirmed, Verdict, reason};
-use crate::validate::{self, KeyRef, RuleViolation};
+use crate::status;
+use crate::steps::{apply, cleanup};
 use crate::{Error, Result};
 use futures::StreamExt;
 use kube::api::Api;
@@ -25,7 +20,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{Instrument, debug, field, info, info_span, warn};
+use tracing::{Instrument, debug, field, info_span, warn};
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]
@@ -38,6 +33,8 @@ pub struct Settings {
     pub terminal_backoff_cap: Duration,
     /// How many objects are reconciled at once.
     pub concurrency: u16,
+    /// Deletion policy of objects that set none.
+    pub default_deletion_policy: DeletionPolicy,
 }
 
 impl Default for Settings {
@@ -47,6 +44,7 @@ impl Default for Settings {
             transient_backoff_cap: Duration::from_secs(300),
             terminal_backoff_cap: Duration::from_secs(900),
             concurrency: 16,
+            default_deletion_policy: DeletionPolicy::Delete,
         }
     }
 }
@@ -58,6 +56,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    /// Every `KmsAlias`, as the controller's watch sees them: who else claims an alias.
+    pub aliases: reflector::Store<KmsAlias>,
+    writer: Mutex<Option<reflector::store::Writer<KmsAlias>>>,
     /// Consecutive failures per object, for per-object exponential backoff.
     failures: Mutex<HashMap<ObjectRef<KmsAlias>, u32>>,
 }
@@ -72,7 +73,17 @@ impl Context {
     ) -> Self {
         let reporter = Reporter { controller: status::MANAGER.into(), instance: None };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, providers, recorder, settings, metrics, failures: Mutex::default() }
+        let (aliases, writer) = reflector::store();
+        Self {
+            client,
+            providers,
+            recorder,
+            settings,
+            metrics,
+            aliases,
+            writer: Mutex::new(Some(writer)),
+            failures: Mutex::default(),
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<KmsAlias>, u32>> {
@@ -81,7 +92,7 @@ impl Context {
     }
 
     /// Publishes an event; a failure is logged and never fails the reconcile.
-    async fn event(&self, obj: &KmsAlias, type_: EventType, reason: &str, note: String) {
+    pub(crate) async fn event(&self, obj: &KmsAlias, type_: EventType, reason: &str, note: String) {
         let event = Event {
             type_,
             reason: reason.into(),
@@ -102,7 +113,12 @@ pub async fn run(
     config_changes: impl futures::Stream<Item = ()> + Send + 'static,
 ) {
     let api: Api<KmsAlias> = Api::all(ctx.client.clone());
-    let (reader, writer) = reflector::store();
+    let reader = ctx.aliases.clone();
+    let Some(writer) = ctx.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    else {
+        warn!("controller::run called twice on one context");
+        return;
+    };
     let metrics = ctx.metrics.clone();
     // The watcher re-lists after 410 Gone and backs off on connection errors: the stream
     // never ends on an error. Only changes that need a reconcile pass the filter, so the
@@ -124,12 +140,17 @@ pub async fn run(
 }
 
 /// What must change for a watch event to trigger a reconcile: the spec (generation), the
-/// deletion mark, or the finalizers. Status and label edits do not.
+/// deletion mark, the finalizers, or the pause and reconcile-now annotations. Status and
+/// label edits do not.
 fn reconcile_trigger(obj: &KmsAlias) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     obj.meta().generation.hash(&mut hasher);
     obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
     obj.finalizers().hash(&mut hasher);
+    let annotations = obj.meta().annotations.as_ref();
+    for name in [ANNOTATION_PAUSED, ANNOTATION_RECONCILE] {
+        annotations.and_then(|a| a.get(name)).hash(&mut hasher);
+    }
     Some(hasher.finish())
 }
 
@@ -181,6 +202,11 @@ pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Act
         warn!(%namespace, %name, reason, error = %message, "waiting for a spec change");
         return Action::await_change();
     }
+    if let Some(every) = error.recheck_interval(&ctx.settings) {
+        // A waiting state, not a failure that grows: look again at a steady pace.
+        warn!(%namespace, %name, reason, error = %message, "checking again later");
+        return Action::requeue(jittered(every));
+    }
     let delay = retry_delay(error.is_transient(), failures, &ctx.settings);
     warn!(%namespace, %name, reason, error = %message, failures, retry_in_s = delay.as_secs_f32(),
         "reconcile failed");
@@ -199,171 +225,9 @@ pub fn retry_delay(transient: bool, failures: u32, settings: &Settings) -> Durat
     exp.mul_f64(rand::rng().random_range(0.75..1.25))
 }
 
-fn jittered(period: Duration) -> Duration {
+/// `period` ±10 %, so objects do not all resync at the same instant.
+pub(crate) fn jittered(period: Duration) -> Duration {
     period.mul_f64(rand::rng().random_range(0.9..1.1))
-}
-
-async fn apply(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Action> {
-    match converge(obj, ctx).await {
-        Ok(confirmed) => {
-            let key = confirmed.key_id.clone().unwrap_or_default();
-            let verdict = Verdict {
-                ready: true,
-                reason: reason::ALIAS_READY,
-                message: format!("alias {} points at key {key}", obj.spec.alias_name),
-            };
-            status::write(api, obj, status::desired(obj, confirmed, &verdict))
-                .await
-                .map_err(Error::WriteStatus)?;
-            Ok(Action::requeue(jittered(ctx.settings.resync)))
-        }
-        Err(error) if error.paced().is_some() => Err(error),
-        Err(error) => {
-            report_failure(obj, ctx, api, &error).await;
-            Err(error)
-        }
-    }
-}
-
-/// Records a failure in status, and in a Warning event when the reason is new.
-async fn report_failure(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, error: &Error) {
-    let verdict = Verdict { ready: false, reason: error.reason(), message: error.user_message() };
-    let previous = obj.ready_condition().map(|c| c.reason.clone());
-    let status = status::desired(obj, Confirmed::from_status(obj), &verdict);
-    if let Err(error) = status::write(api, obj, status).await {
-        warn!(%error, "failed to write failure status");
-    }
-    if previous.as_deref() != Some(verdict.reason) {
-        ctx.event(obj, EventType::Warning, verdict.reason, verdict.message).await;
-    }
-}
-
-/// Brings KMS in line with the spec and returns what was confirmed.
-async fn converge(obj: &KmsAlias, ctx: &Context) -> Result<Confirmed> {
-    let alias = obj.spec.alias_name.as_str();
-    validate::alias_name(alias).map_err(Error::InvalidSpec)?;
-    let key = validate::key_ref(&obj.spec.key_id).map_err(Error::InvalidSpec)?;
-    let kms = &ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
-    if let KeyRef::Arn(arn) = &key
-        && arn.region != kms.region()
-    {
-        return Err(Error::InvalidSpec(RuleViolation(format!(
-            "keyId is a key in region {}, but this operator manages region {}; an alias and \
-             its key must be in the same account and region",
-            arn.region,
-            kms.region()
-        ))));
-    }
-    let owned = obj.status.as_ref().and_then(|s| s.alias_name.as_deref()) == Some(alias);
-    let current = lookup_alias(kms, alias).await?;
-    let target =
-        match (plan(current.as_ref().map(|m| m.key_id.as_str()), key.key_id(), owned), current) {
-            (Plan::InSync { adopt }, Some(meta)) => {
-                check_same_key(&key, &meta)?;
-                if adopt {
-                    info!(key = %meta.key_id, "adopted existing alias");
-                    let note =
-                        format!("took over alias {alias}, which already points at {}", meta.key_id);
-                    ctx.event(obj, EventType::Normal, "Adopted", note).await;
-                }
-                meta
-            }
-            (Plan::Conflict { foreign_key }, _) => {
-                return Err(Error::AliasOwnedElsewhere { alias: alias.into(), foreign_key });
-            }
-            (Plan::Repoint { from }, _) => {
-                let meta = usable_key(kms, &key, alias).await?;
-                kms.update_alias(alias, &meta.key_id).await.map_err(|source| {
-                    Error::UpdateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
-                })?;
-                info!(from = %from, to = %meta.key_id, "re-pointed alias");
-                let note = format!("re-pointed alias {alias} from {from} to {}", meta.key_id);
-                ctx.event(obj, EventType::Normal, "Repointed", note).await;
-                meta
-            }
-            (Plan::Create | Plan::InSync { .. }, _) => {
-                let meta = usable_key(kms, &key, alias).await?;
-                kms.create_alias(alias, &meta.key_id).await.map_err(|source| {
-                    Error::CreateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
-                })?;
-                info!(key = %meta.key_id, "created alias");
-                let note = format!("created alias {alias} pointing at {}", meta.key_id);
-                ctx.event(obj, EventType::Normal, "Created", note).await;
-                meta
-            }
-        };
-    let alias_arn = KeyArn::parse(&target.arn).map(|arn| arn.alias_arn(alias));
-    Ok(Confirmed { alias_name: Some(alias.into()), key_id: Some(target.key_id), alias_arn })
-}
-
-/// The key the alias points at now, or `None` when the alias does not exist.
-async fn lookup_alias(kms: &kms::Client, alias: &str) -> Result<Option<KeyMetadata>> {
-    // DescribeKey resolves an alias in one call, wherever it sits in ListAliases' pages.
-    match kms.describe_key(alias).await {
-        Ok(meta) => Ok(Some(meta)),
-        Err(e) if e.kind() == ErrorKind::AliasNotFound => Ok(None),
-        Err(source) => Err(Error::LookupAlias { alias: alias.into(), source }),
-    }
-}
-
-/// Describes the desired key and checks it may become the alias's target: it must exist, be
-/// Enabled, and sit in the account and region the spec names.
-async fn usable_key(kms: &kms::Client, key: &KeyRef, alias: &str) -> Result<KeyMetadata> {
-    let meta = kms
-        .describe_key(key.key_id())
-        .await
-        .map_err(|source| Error::DescribeKey { key: key.key_id().into(), source })?;
-    check_same_key(key, &meta)?;
-    match meta.key_state {
-        KeyState::Enabled => Ok(meta),
-        state => Err(Error::KeyNotUsable { key: meta.key_id, alias: alias.into(), state }),
-    }
-}
-
-/// For a spec given as an ARN: the described key must be that very ARN.
-fn check_same_key(key: &KeyRef, meta: &KeyMetadata) -> Result<()> {
-    match key {
-        KeyRef::Arn(arn) if KeyArn::parse(&meta.arn).as_ref() != Some(arn) => {
-            Err(Error::InvalidSpec(RuleViolation(format!(
-                "keyId names {arn}, but the operator's account holds that key as {}; an alias \
-                 and its key must be in the same account and region",
-                meta.arn
-            ))))
-        }
-        _ => Ok(()),
-    }
-}
-
-async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Action> {
-    let alias = obj.spec.alias_name.as_str();
-    let owned = obj.status.as_ref().and_then(|s| s.alias_name.as_deref());
-    if !must_delete(owned, alias) {
-        info!("alias not owned by this object; removing the finalizer without a KMS call");
-        return Ok(Action::await_change());
-    }
-    let deleted = match ctx.providers.client_for(obj).await {
-        Ok(kms) => kms
-            .delete_alias(alias)
-            .await
-            .map_err(|source| Error::DeleteAlias { alias: alias.into(), source }),
-        // Without a client the alias cannot be deleted; keep the finalizer and say why.
-        Err(error) => Err(Error::Provider(Box::new(error))),
-    };
-    match deleted {
-        Ok(()) => {
-            info!("deleted alias");
-            ctx.event(obj, EventType::Normal, "Deleted", format!("deleted alias {alias}")).await;
-        }
-        Err(Error::DeleteAlias { source, .. }) if source.kind() == ErrorKind::AliasNotFound => {
-            info!("alias already gone");
-        }
-        Err(error) => {
-            // Best effort: during namespace teardown the status write may fail too.
-            report_failure(obj, ctx, api, &error).await;
-            return Err(error);
-        }
-    }
-    Ok(Action::await_change())
 }
 
 #[cfg(test)]

@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "kms.aliasoperator.dev";
 /// Finalizer that guards the KMS alias behind a `KmsAlias`.
 pub const FINALIZER: &str = "kms.aliasoperator.dev/alias-cleanup";
+/// Annotation that pauses reconciliation of one object while it is `"true"`.
+pub const ANNOTATION_PAUSED: &str = "kms.aliasoperator.dev/paused";
+/// Annotation whose every new value asks for an immediate reconcile (e.g. a timestamp).
+pub const ANNOTATION_RECONCILE: &str = "kms.aliasoperator.dev/reconcile-requested-at";
+/// Annotation overriding the drift-check interval of one object, e.g. `90s`, `10m`, `1h`.
+pub const ANNOTATION_DRIFT_INTERVAL: &str = "kms.aliasoperator.dev/drift-check-interval";
 
 /// Desired state of a KMS alias: the alias `aliasName` exists in KMS and points at `keyId`.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -70,6 +76,40 @@ pub struct KmsAliasSpec {
     /// Immutable, because the operator could not clean up the alias in the old account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_config_ref: Option<ProviderConfigRef>,
+
+    /// What happens to the KMS alias when this object is deleted: `Delete` it (only if this
+    /// object owns it) or `Retain` it. Default: the operator's `--default-deletion-policy`,
+    /// itself `Delete` unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
+    /// What to do when the owned alias was re-pointed or deleted out of band: `Correct` it
+    /// (default) or only `Report` it in status, an event and a metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_policy: Option<DriftPolicy>,
+
+    /// Take over an existing alias that points at another key and re-point it to `keyId`.
+    /// Off by default: such an alias is reported as a conflict and never touched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub take_over_existing: bool,
+}
+
+/// What deleting the object does to the alias.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the alias, if this object owns it.
+    Delete,
+    /// Leave the alias in KMS.
+    Retain,
+}
+
+/// What to do about drift.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum DriftPolicy {
+    /// Put the alias back on `spec.keyId`.
+    Correct,
+    /// Only report the drift.
+    Report,
 }
 
 /// A reference to a cluster-scoped KmsProviderConfig.
@@ -97,10 +137,25 @@ pub struct KmsAliasStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Standard conditions. `Ready` is True when the alias exists and points at `spec.keyId`;
-    /// its reason says why not otherwise.
+    /// Set just before the operator creates the alias, cleared once the result is recorded:
+    /// if the answer is lost, an alias found on this key is known to be the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_create: Option<PendingCreate>,
+    /// kstatus-compatible conditions. `Ready`: the alias exists and points at `spec.keyId`.
+    /// `Stalled`: the last failure needs a change outside the operator (spec, key, account).
+    /// `Paused`: reconciliation is paused by annotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The marker written before CreateAlias.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCreate {
+    /// The alias being created.
+    pub alias_name: String,
+    /// The key it is being created on.
+    pub key_id: String,
 }
 
 /// One observation of the object's state, in the shape of `metav1.Condition`.
@@ -126,7 +181,22 @@ pub struct Condition {
 impl KmsAlias {
     /// The `Ready` condition, if any.
     pub fn ready_condition(&self) -> Option<&Condition> {
-        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")
+        self.condition("Ready")
+    }
+
+    /// A condition by type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the paused annotation is set to `"true"`.
+    pub fn paused(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_PAUSED))
+            .map(String::as_str)
+            == Some("true")
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`crd`]: the `KmsAlias` API type and its admission rules.
 //! - [`validate`]: the KMS identifier rules as pure functions.
 //! - [`controller`]: the kube-runtime wiring, finalizer, error policy and events.
+//! - [`steps`]: the apply and cleanup steps against KMS.
 //! - [`reconcile`]: what to do with an alias, as pure functions.
 //! - [`status`]: conditions and the status write.
 //! - [`metrics`]: Prometheus metrics and the health endpoints.
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod providers;
 pub mod reconcile;
 pub mod status;
+pub mod steps;
 pub mod testenv;
 pub mod validate;
 
@@ -80,6 +82,15 @@ pub enum Error {
          object, so the operator will not change or delete it"
     )]
     AliasOwnedElsewhere { alias: String, foreign_key: String },
+    /// The owned alias drifted and `driftPolicy: Report` forbids correcting it.
+    #[error("alias {alias} drifted ({found}); driftPolicy is Report, so it is left as is")]
+    Drift { alias: String, found: String },
+    /// Another object claims the same alias and wins the tie-break.
+    #[error(
+        "alias {alias} is claimed by KmsAlias {winner}, which owns it or is older; this object \
+         makes no KMS write until that one is gone"
+    )]
+    AliasClaimed { alias: String, winner: String },
     /// No KMS client could be had for the object's account and region.
     #[error("failed to resolve the KMS provider")]
     Provider(#[source] Box<providers::ProviderError>),
@@ -117,6 +128,8 @@ impl Error {
             Self::KeyNotUsable { .. } => reason::KEY_DISABLED,
             Self::DeleteAlias { .. } => reason::DELETE_FAILED,
             Self::Provider(_) => reason::PROVIDER_CONFIG_INVALID,
+            Self::Drift { .. } => reason::DRIFT_DETECTED,
+            Self::AliasClaimed { .. } => reason::ALIAS_CLAIMED,
             Self::WriteStatus(_) | Self::Finalizer(_) => reason::KUBERNETES_ERROR,
             _ => match self.kms().map(kms::Error::kind) {
                 Some(ErrorKind::KeyNotFound) => reason::KEY_NOT_FOUND,
@@ -148,6 +161,23 @@ impl Error {
     /// how long until the budget frees up. Pacing is not a failure of the object.
     pub fn paced(&self) -> Option<std::time::Duration> {
         self.kms().and_then(kms::Error::retry_after)
+    }
+
+    /// kstatus `Stalled`: progress needs a change outside the operator (spec, key, account,
+    /// another object). Transient failures and reported drift are not stalls.
+    pub fn is_stalled(&self) -> bool {
+        !self.is_transient() && !matches!(self, Self::Drift { .. })
+    }
+
+    /// For waiting states that are not failures: how often to look again, without backoff.
+    pub fn recheck_interval(&self, settings: &controller::Settings) -> Option<std::time::Duration> {
+        match self {
+            Self::Drift { .. } => Some(settings.resync),
+            Self::AliasClaimed { .. } => Some(std::time::Duration::from_secs(30)),
+            // Costs no KMS call; and a config created just now may not be in the cache yet.
+            Self::Provider(_) => Some(std::time::Duration::from_secs(10)),
+            _ => None,
+        }
     }
 
     /// Whether only a change to the object can fix this; such failures are not retried.

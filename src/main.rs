@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use kms_alias_operator::controller::{self, Context, Settings};
-use kms_alias_operator::crd;
+use kms_alias_operator::crd::{self, DeletionPolicy};
 use kms_alias_operator::kms::credentials::{CredentialsProvider, DefaultChain};
 use kms_alias_operator::kms::{self, ClientConfig};
 use kms_alias_operator::metrics::{self, Metrics};
@@ -51,6 +51,9 @@ struct RunArgs {
     /// Seconds between drift checks of an object that did not change.
     #[arg(long, default_value_t = 300)]
     resync_secs: u64,
+    /// What deleting a KmsAlias does to its alias when the object sets no deletionPolicy.
+    #[arg(long, value_enum, default_value_t = DeletionPolicyArg::Delete)]
+    default_deletion_policy: DeletionPolicyArg,
     /// Objects reconciled at once.
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
@@ -60,6 +63,12 @@ struct RunArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DeletionPolicyArg {
+    Delete,
+    Retain,
 }
 
 #[tokio::main]
@@ -141,6 +150,10 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings {
         resync: Duration::from_secs(args.resync_secs),
         concurrency: args.concurrency,
+        default_deletion_policy: match args.default_deletion_policy {
+            DeletionPolicyArg::Delete => DeletionPolicy::Delete,
+            DeletionPolicyArg::Retain => DeletionPolicy::Retain,
+        },
         ..Settings::default()
     };
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;

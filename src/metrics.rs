@@ -35,6 +35,7 @@ pub struct Metrics {
     reconciles: Family<ResultLabel, Counter>,
     reconcile_duration: Histogram,
     watch_errors: Counter,
+    drift: Counter,
     kms_calls: Family<CallLabels, Counter>,
     kms_latency: Family<ActionLabel, Histogram>,
     /// Unix seconds of the last successful watch event; 0 before the first.
@@ -67,6 +68,12 @@ impl Default for Metrics {
         );
         let watch_errors = Counter::default();
         registry.register("watch_errors", "Errors from the KmsAlias watch", watch_errors.clone());
+        let drift = Counter::default();
+        registry.register(
+            "drift_detected",
+            "Aliases found re-pointed or deleted out of band",
+            drift.clone(),
+        );
         let kms_calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "kms_requests",
@@ -86,6 +93,7 @@ impl Default for Metrics {
             reconciles,
             reconcile_duration,
             watch_errors,
+            drift,
             kms_calls,
             kms_latency,
             last_watch_ok: AtomicU64::new(0),
@@ -100,6 +108,11 @@ impl Metrics {
         let result = failure.unwrap_or("ok").to_owned();
         self.reconciles.get_or_create(&ResultLabel { result }).inc();
         self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts one alias found drifted.
+    pub fn observe_drift(&self) {
+        self.drift.inc();
     }
 
     /// Records one item of the watch stream.

@@ -30,11 +30,6 @@ pub fn plan(current: Option<&str>, desired: &str, owned: bool) -> Plan {
     }
 }
 
-/// Whether cleanup must delete the alias: only an alias the object owns is ever deleted.
-pub fn must_delete(owned_alias: Option<&str>, spec_alias: &str) -> bool {
-    owned_alias == Some(spec_alias)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,12 +52,5 @@ mod tests {
         for (current, owned, want, reason) in cases {
             assert_eq!(plan(current, "k1", owned), want, "{reason}");
         }
-    }
-
-    #[test]
-    fn deletes_only_owned_alias() {
-        assert!(must_delete(Some("alias/a"), "alias/a"));
-        assert!(!must_delete(None, "alias/a"), "never created or adopted");
-        assert!(!must_delete(Some("alias/b"), "alias/a"), "owns another name");
     }
 }

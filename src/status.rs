@@ -13,6 +13,10 @@ use serde_json::json;
 pub const MANAGER: &str = "kms-alias-operator";
 /// The condition type users wait on.
 pub const READY: &str = "Ready";
+/// kstatus: the object cannot progress without outside action.
+pub const STALLED: &str = "Stalled";
+/// Reconciliation is paused by annotation.
+pub const PAUSED: &str = "Paused";
 
 /// Machine-readable reasons of the `Ready` condition, one per situation a user can see.
 pub mod reason {
@@ -44,6 +48,14 @@ pub mod reason {
     pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
     /// The KmsProviderConfig the object names does not exist or is unusable.
     pub const PROVIDER_CONFIG_INVALID: &str = "ProviderConfigInvalid";
+    /// The owned alias was re-pointed or deleted out of band and `driftPolicy` is `Report`.
+    pub const DRIFT_DETECTED: &str = "DriftDetected";
+    /// Another KmsAlias claims the same alias and wins the tie-break.
+    pub const ALIAS_CLAIMED: &str = "AliasClaimedByOtherResource";
+    /// CreateAlias is about to be sent (the create marker is set).
+    pub const CREATING: &str = "Creating";
+    /// The paused annotation is set.
+    pub const PAUSED: &str = "PausedByAnnotation";
     /// The Kubernetes API failed while reconciling.
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
 }
@@ -54,13 +66,19 @@ pub struct Confirmed {
     pub alias_name: Option<String>,
     pub key_id: Option<String>,
     pub alias_arn: Option<String>,
+    pub pending_create: Option<crate::crd::PendingCreate>,
 }
 
 impl Confirmed {
     /// Carries over what the stored status already recorded.
     pub fn from_status(obj: &KmsAlias) -> Self {
         let status = obj.status.clone().unwrap_or_default();
-        Self { alias_name: status.alias_name, key_id: status.key_id, alias_arn: status.alias_arn }
+        Self {
+            alias_name: status.alias_name,
+            key_id: status.key_id,
+            alias_arn: status.alias_arn,
+            pending_create: status.pending_create,
+        }
     }
 }
 
@@ -70,31 +88,72 @@ pub struct Verdict {
     pub ready: bool,
     pub reason: &'static str,
     pub message: String,
+    /// Not ready, and only a change outside the operator can fix it.
+    pub stalled: bool,
 }
 
-/// Builds the full desired status, keeping `lastTransitionTime` when the status value holds.
+impl Verdict {
+    /// The alias is where the spec wants it.
+    pub fn ready(message: String) -> Self {
+        Self { ready: true, reason: reason::ALIAS_READY, message, stalled: false }
+    }
+}
+
+/// Builds the full desired status, keeping each condition's `lastTransitionTime` while its
+/// value holds.
 pub fn desired(obj: &KmsAlias, confirmed: Confirmed, verdict: &Verdict) -> KmsAliasStatus {
     let generation = obj.meta().generation;
-    let value = if verdict.ready { "True" } else { "False" };
-    let since = obj
-        .ready_condition()
-        .filter(|c| c.status == value)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(now);
+    let condition = |type_: &str, value: bool, reason: &str, message: String| {
+        let value = if value { "True" } else { "False" };
+        let since = obj
+            .condition(type_)
+            .filter(|c| c.status == value)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(now);
+        Condition {
+            type_: type_.to_owned(),
+            status: value.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: since,
+            observed_generation: generation,
+        }
+    };
+    let mut conditions =
+        vec![condition(READY, verdict.ready, verdict.reason, verdict.message.clone())];
+    let stalled = verdict.stalled && !verdict.ready;
+    let stalled_reason = if stalled { verdict.reason } else { "Progressing" };
+    conditions.push(condition(STALLED, stalled, stalled_reason, String::new()));
     KmsAliasStatus {
         alias_name: confirmed.alias_name,
         key_id: confirmed.key_id,
         alias_arn: confirmed.alias_arn,
+        pending_create: confirmed.pending_create,
         observed_generation: generation,
-        conditions: vec![Condition {
-            type_: READY.to_owned(),
-            status: value.to_owned(),
-            reason: verdict.reason.to_owned(),
-            message: verdict.message.clone(),
-            last_transition_time: since,
-            observed_generation: generation,
-        }],
+        conditions,
     }
+}
+
+/// The stored status with a `Paused` condition added: nothing else is re-evaluated.
+pub fn paused(obj: &KmsAlias) -> KmsAliasStatus {
+    let mut status = obj.status.clone().unwrap_or_default();
+    let since = obj
+        .condition(PAUSED)
+        .filter(|c| c.status == "True")
+        .map_or_else(now, |c| c.last_transition_time.clone());
+    status.conditions.retain(|c| c.type_ != PAUSED);
+    status.conditions.push(Condition {
+        type_: PAUSED.to_owned(),
+        status: "True".to_owned(),
+        reason: reason::PAUSED.to_owned(),
+        message: format!(
+            "annotation {} is \"true\"; no KMS call is made",
+            crate::crd::ANNOTATION_PAUSED
+        ),
+        last_transition_time: since,
+        observed_generation: obj.meta().generation,
+    });
+    status
 }
 
 fn now() -> String {
@@ -133,6 +192,9 @@ mod tests {
                 alias_name: "alias/app".into(),
                 key_id: "key-1".into(),
                 provider_config_ref: None,
+                deletion_policy: None,
+                drift_policy: None,
+                take_over_existing: false,
             },
         );
         obj.meta_mut().generation = Some(3);
@@ -151,7 +213,7 @@ mod tests {
     }
 
     fn verdict(ready: bool) -> Verdict {
-        Verdict { ready, reason: reason::ALIAS_READY, message: "m".into() }
+        Verdict { ready, stalled: false, ..Verdict::ready("m".into()) }
     }
 
     #[test]

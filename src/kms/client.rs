@@ -6,7 +6,9 @@
 //! Every call waits for its account's budget ([`super::budget`]), has a timeout, and is retried
 //! a few times with exponential backoff and jitter when throttled, on 5xx and on network
 //! errors, but only when repeating it is safe: a write whose outcome is unknown is never sent
-//! again blindly. Longer waits are the reconciler's job, per object.
+//! again blindly. A session KMS refuses as expired is dropped by its credentials provider and
+//! the call repeated once at once with a new one (it was refused at authentication, so
+//! nothing was applied). Longer waits are the reconciler's job, per object.
 
 use super::API_VERSION;
 use super::budget::{Budget, CallClass, Quotas};
@@ -29,6 +31,8 @@ const MAX_ATTEMPTS: u32 = 4;
 const RETRY_BASE: Duration = Duration::from_millis(200);
 /// Longest a call waits for its budget before giving up with [`Error::OverBudget`].
 const MAX_BUDGET_WAIT: Duration = Duration::from_secs(30);
+/// The code KMS refuses an expired STS session with.
+const SESSION_EXPIRED: &str = "InvalidSecurityToken.Expired";
 
 /// Where and how to reach KMS.
 #[derive(Clone, Debug)]
@@ -261,16 +265,24 @@ impl Client {
     ) -> Result<T, Error> {
         let class = CallClass::of(action);
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
             if let Err(retry_after) = self.budget.acquire_within(class, MAX_BUDGET_WAIT).await {
                 return Err(Error::OverBudget { action, retry_after });
             }
-            let result = self.send_once(action, params).await;
+            let mut renewable = false;
+            let result = self.send_once(action, params, &mut renewable).await;
             match &result {
                 Err(e) if e.kind() == ErrorKind::Throttled => self.budget.throttled(class),
                 _ => self.budget.succeeded(class),
             }
             match result {
+                // Refused at authentication, so nothing was applied: once, at once, with the
+                // new session (or the reason there is none).
+                Err(_) if renewable && !renewed => {
+                    tracing::debug!(action, "retrying kms call with renewed credentials");
+                    renewed = true;
+                }
                 Err(error) if attempt < MAX_ATTEMPTS && safe_to_repeat(&error, class) => {
                     let delay = RETRY_BASE * 2u32.pow(attempt - 1);
                     let delay = delay.mul_f64(rand::rng().random_range(0.5..1.5));
@@ -283,13 +295,16 @@ impl Client {
         }
     }
 
+    /// One request. `renewable` is set when KMS refused the session as expired and the
+    /// credentials provider can hand out another one.
     async fn send_once<T: DeserializeOwned>(
         &self,
         action: &'static str,
         params: &[(&str, &str)],
+        renewable: &mut bool,
     ) -> Result<T, Error> {
         let started = Instant::now();
-        let result = self.exchange(action, params).await;
+        let result = self.exchange(action, params, renewable).await;
         if let Some(observer) = &self.observer {
             let code = match &result {
                 Ok(_) => "OK",
@@ -308,6 +323,7 @@ impl Client {
         &self,
         action: &'static str,
         params: &[(&str, &str)],
+        renewable: &mut bool,
     ) -> Result<T, Error> {
         let credentials = self
             .credentials
@@ -349,6 +365,9 @@ impl Client {
             action, status, code = %parsed.code, request_id = %parsed.request_id,
             "kms call failed"
         );
+        if parsed.code == SESSION_EXPIRED {
+            *renewable = self.credentials.discard(&credentials.access_key_id).await;
+        }
         // The message may echo the string-to-sign, which carries the security token: the
         // error ends up in logs, events and status, so keep only the safe part.
         let secrets = std::iter::once(credentials.access_key_secret.as_str())
@@ -426,5 +445,59 @@ mod tests {
         .expect("documented shape");
         assert_eq!(page.aliases.alias[0].key_id, "k");
         assert_eq!(page.total_count, 1);
+    }
+
+    #[tokio::test]
+    async fn session_refused_as_expired_is_renewed_once_at_once() {
+        use crate::emulator::config::{AccessKeySpec, RoleSpec};
+        use crate::emulator::{Emulator, EmulatorConfig, RunningEmulator};
+        use crate::kms::credentials::AssumeRoleProvider;
+
+        let role = "acs:ram::1234567890123456:role/kms";
+        let config = EmulatorConfig {
+            access_keys: vec![AccessKeySpec::new("base", "base-secret")],
+            roles: vec![RoleSpec {
+                arn: role.into(),
+                max_session_duration: None,
+                trusted_accounts: None,
+                trusted_oidc_provider: None,
+                allowed_subjects: Vec::new(),
+            }],
+            ..EmulatorConfig::default()
+        };
+        let running =
+            RunningEmulator::start(Emulator::new(config).expect("config")).await.expect("emulator");
+        let emulator = running.emulator();
+        let kms = ClientConfig {
+            endpoint: Some(running.url()),
+            allow_http: true,
+            ..ClientConfig::for_region("cn-hangzhou")
+        };
+        let base = Arc::new(Credentials::new("base", "base-secret"));
+        let provider = Arc::new(AssumeRoleProvider::new(base, role, "unit", None, running.url()));
+        let client = Client::with_provider(&kms, provider.clone()).expect("client");
+        client.create_key("first").await.expect("first session");
+
+        // The server ends the session before its stated expiration: one refusal, one new
+        // session, one successful repeat.
+        assert_eq!(emulator.expire_sts_credentials(), 1);
+        let seq = emulator.calls(0, None).last().map_or(0, |c| c.seq);
+        client.create_key("second").await.expect("renewed");
+        let codes: Vec<_> = emulator
+            .calls(seq, None)
+            .into_iter()
+            .map(|c| format!("{} {}", c.action, c.code))
+            .collect();
+        let want = ["CreateKey InvalidSecurityToken.Expired", "AssumeRole OK", "CreateKey OK"];
+        assert_eq!(codes, want);
+
+        // Fixed session credentials cannot be renewed: refused once, not repeated.
+        let session = provider.credentials().await.expect("current session");
+        let fixed = Client::new(&kms, session).expect("client");
+        emulator.expire_sts_credentials();
+        let seq = emulator.calls(0, None).last().map_or(0, |c| c.seq);
+        let err = fixed.create_key("third").await.expect_err("expired");
+        assert_eq!(err.code(), Some(SESSION_EXPIRED));
+        assert_eq!(emulator.calls(seq, None).len(), 1, "no repeat without renewal");
     }
 }

@@ -121,6 +121,10 @@ impl CredentialsProvider for AssumeRoleProvider {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
         Box::pin(self.cache.get("assume role", || self.fetch()))
     }
+
+    fn discard<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(self.cache.discard("assume role", access_key_id))
+    }
 }
 
 impl fmt::Debug for AssumeRoleProvider {

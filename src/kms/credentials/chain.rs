@@ -105,6 +105,15 @@ impl CredentialsProvider for DefaultChain {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
         Box::pin(self.get())
     }
+
+    fn discard<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match self.chosen.get() {
+                Some(provider) => provider.discard(access_key_id).await,
+                None => false,
+            }
+        })
+    }
 }
 
 impl fmt::Debug for DefaultChain {

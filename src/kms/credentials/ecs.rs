@@ -195,6 +195,10 @@ impl CredentialsProvider for EcsRamRoleProvider {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
         Box::pin(self.cache.get("ecs ram role", || self.fetch()))
     }
+
+    fn discard<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(self.cache.discard("ecs ram role", access_key_id))
+    }
 }
 
 impl fmt::Debug for EcsRamRoleProvider {

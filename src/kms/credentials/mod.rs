@@ -14,7 +14,8 @@
 //!   probed unless asked for.
 //! - [`DefaultChain`]: environment → OIDC → credentials file → ECS RAM role, first one wins.
 //!
-//! Session credentials are cached and refreshed when 180 s or less remain. No secret, token or
+//! Session credentials are cached and refreshed when 180 s or less remain, or at once when
+//! KMS refuses them as expired ([`CredentialsProvider::discard`]). No secret, token or
 //! signature is ever part of a `Debug` output, an error message or a log line.
 //!
 //! Environment variables read, all prefixed `ALIBABA_CLOUD_` (empty counts as unset):
@@ -82,6 +83,15 @@ pub trait CredentialsProvider: Send + Sync + fmt::Debug {
 
     /// Credentials valid for the next call: cached while fresh, re-read or refreshed when due.
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>>;
+
+    /// The service refused the session `access_key_id` (from this source) as expired, though
+    /// its stated expiration had not come (clock skew, or the session was cut short). Makes
+    /// sure the next [`Self::credentials`] does not hand it out again, and says whether that
+    /// call can yield anything else. Sources of fixed credentials answer `false`.
+    fn discard<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, bool> {
+        let _ = access_key_id;
+        Box::pin(std::future::ready(false))
+    }
 }
 
 /// An AccessKey pair with an optional STS token. `Debug` never shows the secret or the token.

@@ -139,6 +139,10 @@ impl CredentialsProvider for OidcProvider {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
         Box::pin(self.cache.get("oidc", || self.fetch()))
     }
+
+    fn discard<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(self.cache.discard("oidc", access_key_id))
+    }
 }
 
 impl fmt::Debug for OidcProvider {

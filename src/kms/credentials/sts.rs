@@ -245,6 +245,17 @@ impl SessionCache {
         }
     }
 
+    /// Drops the cached session if it is `access_key_id`, so the next call fetches a new one.
+    /// Always `true`: the next call never returns that session.
+    pub(crate) async fn discard(&self, source: &str, access_key_id: &str) -> bool {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|s| s.credentials.access_key_id == access_key_id) {
+            tracing::info!(source, "session refused as expired; fetching a new one");
+            *slot = None;
+        }
+        true
+    }
+
     /// Marks the cached session as expired, so the next call refreshes.
     #[cfg(test)]
     pub(crate) async fn expire(&self) {
@@ -329,5 +340,19 @@ mod tests {
         cache.get("t", || async { Ok(session("a", 10)) }).await.expect("first");
         assert!(cache.get("t", failed).await.is_err(), "nearly expired is not handed out");
         assert!(cache.expiration().is_some());
+    }
+
+    #[tokio::test]
+    async fn discard_drops_only_the_refused_session() {
+        let cache = SessionCache::default();
+        cache.get("t", || async { Ok(session("a", 3600)) }).await.expect("first");
+        assert!(cache.discard("t", "other").await);
+        let got = cache.get("t", || async { Ok(session("b", 3600)) }).await.expect("kept");
+        assert_eq!(got.access_key_id, "a", "another id leaves the session alone");
+        assert!(cache.discard("t", "a").await);
+        let failed = || async { Err(CredentialsError::EnvNotSet("X")) };
+        assert!(cache.get("t", failed).await.is_err(), "a discarded session is not a fallback");
+        let got = cache.get("t", || async { Ok(session("b", 3600)) }).await.expect("new");
+        assert_eq!(got.access_key_id, "b");
     }
 }

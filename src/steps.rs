@@ -1,0 +1,352 @@
+//! The apply and cleanup steps of a reconcile, against KMS.
+//!
+//! Apply: pause check → validate → one owner per alias → look up the alias → plan (see
+//! [`crate::reconcile`]) → check the key before any write → write, with a marker persisted
+//! before CreateAlias → status. Cleanup: delete only an owned alias (or one the marker proves
+//! ours), honour `deletionPolicy`, never wait on the key, never depend on a status write.
+
+use crate::controller::{Context, jittered};
+use crate::crd::{ANNOTATION_DRIFT_INTERVAL, DeletionPolicy, DriftPolicy, KmsAlias, PendingCreate};
+use crate::kms::{self, ErrorKind, KeyArn, KeyMetadata, KeyState};
+use crate::providers::Providers;
+use crate::reconcile::{Plan, plan};
+use crate::status::{self, Confirmed, Verdict, reason};
+use crate::validate::{self, KeyRef, RuleViolation};
+use crate::{Error, Result};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use std::time::Duration;
+use tracing::info;
+
+/// The apply step: converge, then record the outcome.
+pub async fn apply(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Action> {
+    if obj.paused() {
+        info!("paused by annotation; no KMS call");
+        let status = status::paused(obj);
+        status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
+        return Ok(Action::await_change());
+    }
+    let resync = match drift_interval(obj) {
+        Ok(every) => every.unwrap_or(ctx.settings.resync),
+        Err(error) => {
+            report_failure(obj, ctx, api, &error).await;
+            return Err(error);
+        }
+    };
+    match converge(obj, ctx, api).await {
+        Ok(confirmed) => {
+            let key = confirmed.key_id.clone().unwrap_or_default();
+            let message = format!("alias {} points at key {key}", obj.spec.alias_name);
+            let status = status::desired(obj, confirmed, &Verdict::ready(message));
+            status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
+            Ok(Action::requeue(jittered(resync)))
+        }
+        Err(error) if error.paced().is_some() => Err(error),
+        Err(error) => {
+            report_failure(obj, ctx, api, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// The per-object drift-check interval from its annotation, if set.
+fn drift_interval(obj: &KmsAlias) -> Result<Option<Duration>> {
+    let Some(text) = obj.annotations().get(ANNOTATION_DRIFT_INTERVAL) else {
+        return Ok(None);
+    };
+    parse_interval(text).map(Some).ok_or_else(|| {
+        Error::InvalidSpec(RuleViolation(format!(
+            "annotation {ANNOTATION_DRIFT_INTERVAL} must be a duration of at least 10s such as \
+             90s, 10m or 1h, not {text:?}"
+        )))
+    })
+}
+
+fn parse_interval(text: &str) -> Option<Duration> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    let secs = number.parse::<u64>().ok()?.checked_mul(scale)?;
+    (secs >= 10).then(|| Duration::from_secs(secs))
+}
+
+/// Records a failure in status, and in a Warning event when the reason is new. Best effort:
+/// neither failing stops the caller.
+pub async fn report_failure(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, error: &Error) {
+    let verdict = Verdict {
+        ready: false,
+        reason: error.reason(),
+        message: error.user_message(),
+        stalled: error.is_stalled(),
+    };
+    let previous = obj.ready_condition().map(|c| c.reason.clone());
+    let mut confirmed = Confirmed::from_status(obj);
+    if let Error::CreateAlias { alias, key, .. } = error {
+        // The answer may be lost rather than negative: keep the marker written before it.
+        confirmed.pending_create =
+            Some(PendingCreate { alias_name: alias.clone(), key_id: key.clone() });
+    }
+    let status = status::desired(obj, confirmed, &verdict);
+    if let Err(error) = status::write(api, obj, status).await {
+        tracing::warn!(%error, "failed to write failure status");
+    }
+    if previous.as_deref() != Some(verdict.reason) {
+        ctx.event(obj, EventType::Warning, verdict.reason, verdict.message).await;
+    }
+}
+
+/// The winner among objects claiming the same alias in the same account and region, if it is
+/// not `obj`: the one that recorded ownership, else the oldest, else the first by
+/// namespace/name.
+fn other_claimant(obj: &KmsAlias, ctx: &Context) -> Option<String> {
+    let config = Providers::config_name(obj);
+    let alias = &obj.spec.alias_name;
+    let owns = |o: &KmsAlias| o.status.as_ref().and_then(|s| s.alias_name.as_ref()) == Some(alias);
+    let rank =
+        |o: &KmsAlias| (!owns(o), o.creation_timestamp().map(|t| t.0), o.namespace(), o.name_any());
+    let winner = ctx
+        .aliases
+        .state()
+        .into_iter()
+        .filter(|o| &o.spec.alias_name == alias && Providers::config_name(o) == config)
+        .min_by_key(|o| rank(o))?;
+    let same = winner.uid() == obj.uid() && obj.uid().is_some();
+    (!same).then(|| format!("{}/{}", winner.namespace().unwrap_or_default(), winner.name_any()))
+}
+
+/// Brings KMS in line with the spec and returns what was confirmed.
+async fn converge(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Confirmed> {
+    let alias = obj.spec.alias_name.as_str();
+    validate::alias_name(alias).map_err(Error::InvalidSpec)?;
+    let key = validate::key_ref(&obj.spec.key_id).map_err(Error::InvalidSpec)?;
+    if let Some(winner) = other_claimant(obj, ctx) {
+        return Err(Error::AliasClaimed { alias: alias.into(), winner });
+    }
+    let kms = &ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
+    if let KeyRef::Arn(arn) = &key
+        && arn.region != kms.region()
+    {
+        return Err(Error::InvalidSpec(RuleViolation(format!(
+            "keyId is a key in region {}, but its provider is region {}; an alias and its key \
+             must be in the same account and region",
+            arn.region,
+            kms.region()
+        ))));
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    let recorded = status.alias_name.as_deref() == Some(alias);
+    let current = lookup_alias(kms, alias).await?;
+    let current_key = current.as_ref().map(|m| m.key_id.as_str());
+    // A lost CreateAlias answer: the marker proves an alias on the marked key is ours.
+    let marked = status
+        .pending_create
+        .as_ref()
+        .is_some_and(|p| p.alias_name == alias && Some(p.key_id.as_str()) == current_key);
+    // Drift: the alias left the key this object last confirmed and still asks for.
+    let confirmed_key = status.key_id.as_deref().filter(|k| *k == key.key_id());
+    let drift = recorded && confirmed_key.is_some() && current_key != confirmed_key;
+    let report_only = obj.spec.drift_policy == Some(DriftPolicy::Report);
+    if drift && report_only {
+        ctx.metrics.observe_drift();
+        let found = current_key.map_or("deleted".to_owned(), |k| format!("re-pointed to {k}"));
+        return Err(Error::Drift { alias: alias.into(), found });
+    }
+
+    let step = plan(current_key, key.key_id(), recorded || marked);
+    let target =
+        match (step, current) {
+            (Plan::InSync { adopt }, Some(meta)) => {
+                check_same_key(&key, &meta)?;
+                if adopt && !marked {
+                    let note =
+                        format!("took over alias {alias}, which already points at {}", meta.key_id);
+                    ctx.event(obj, EventType::Normal, "Adopted", note).await;
+                }
+                meta
+            }
+            (Plan::Conflict { foreign_key }, _) if !obj.spec.take_over_existing => {
+                return Err(Error::AliasOwnedElsewhere { alias: alias.into(), foreign_key });
+            }
+            (Plan::Conflict { foreign_key: from } | Plan::Repoint { from }, _) => {
+                let meta = usable_key(kms, &key, alias).await?;
+                kms.update_alias(alias, &meta.key_id).await.map_err(|source| {
+                    Error::UpdateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
+                })?;
+                let (event, what) = if drift {
+                    ctx.metrics.observe_drift();
+                    ("DriftCorrected", "put back alias")
+                } else {
+                    ("Repointed", "re-pointed alias")
+                };
+                info!(from = %from, to = %meta.key_id, event, "re-pointed alias");
+                let note = format!("{what} {alias} from {from} to {}", meta.key_id);
+                ctx.event(obj, EventType::Normal, event, note).await;
+                meta
+            }
+            (Plan::Create | Plan::InSync { .. }, _) => {
+                let meta = usable_key(kms, &key, alias).await?;
+                mark_pending_create(obj, api, alias, &meta.key_id).await?;
+                kms.create_alias(alias, &meta.key_id).await.map_err(|source| {
+                    Error::CreateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
+                })?;
+                let event = if drift || recorded { "DriftCorrected" } else { "Created" };
+                if event == "DriftCorrected" {
+                    ctx.metrics.observe_drift();
+                }
+                info!(key = %meta.key_id, event, "created alias");
+                let note = format!("created alias {alias} pointing at {}", meta.key_id);
+                ctx.event(obj, EventType::Normal, event, note).await;
+                meta
+            }
+        };
+    let alias_arn = KeyArn::parse(&target.arn).map(|arn| arn.alias_arn(alias));
+    Ok(Confirmed {
+        alias_name: Some(alias.into()),
+        key_id: Some(target.key_id),
+        alias_arn,
+        pending_create: None,
+    })
+}
+
+/// Persists the create marker before CreateAlias; without it, nothing is sent.
+async fn mark_pending_create(
+    obj: &KmsAlias,
+    api: &Api<KmsAlias>,
+    alias: &str,
+    key: &str,
+) -> Result<()> {
+    let mut confirmed = Confirmed::from_status(obj);
+    confirmed.pending_create = Some(PendingCreate { alias_name: alias.into(), key_id: key.into() });
+    let verdict = Verdict {
+        ready: false,
+        reason: reason::CREATING,
+        message: format!("creating alias {alias} on key {key}"),
+        stalled: false,
+    };
+    let status = status::desired(obj, confirmed, &verdict);
+    status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
+    Ok(())
+}
+
+/// The key the alias points at now, or `None` when the alias does not exist.
+async fn lookup_alias(kms: &kms::Client, alias: &str) -> Result<Option<KeyMetadata>> {
+    // DescribeKey resolves an alias in one call, wherever it sits in ListAliases' pages.
+    match kms.describe_key(alias).await {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == ErrorKind::AliasNotFound => Ok(None),
+        Err(source) => Err(Error::LookupAlias { alias: alias.into(), source }),
+    }
+}
+
+/// Describes the desired key and checks it may become the alias's target: it must exist, be
+/// Enabled, and sit in the account and region the spec names.
+async fn usable_key(kms: &kms::Client, key: &KeyRef, alias: &str) -> Result<KeyMetadata> {
+    let meta = kms
+        .describe_key(key.key_id())
+        .await
+        .map_err(|source| Error::DescribeKey { key: key.key_id().into(), source })?;
+    check_same_key(key, &meta)?;
+    match meta.key_state {
+        KeyState::Enabled => Ok(meta),
+        state => Err(Error::KeyNotUsable { key: meta.key_id, alias: alias.into(), state }),
+    }
+}
+
+/// For a spec given as an ARN: the described key must be that very ARN.
+fn check_same_key(key: &KeyRef, meta: &KeyMetadata) -> Result<()> {
+    match key {
+        KeyRef::Arn(arn) if KeyArn::parse(&meta.arn).as_ref() != Some(arn) => {
+            Err(Error::InvalidSpec(RuleViolation(format!(
+                "keyId names {arn}, but the provider's account holds that key as {}; an alias \
+                 and its key must be in the same account and region",
+                meta.arn
+            ))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The cleanup step. Deletes the alias only when the object owns it (or the create marker
+/// proves it) and `deletionPolicy` is `Delete`; returns once KMS confirmed.
+pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Action> {
+    let alias = obj.spec.alias_name.as_str();
+    let policy = obj.spec.deletion_policy.unwrap_or(ctx.settings.default_deletion_policy);
+    if policy == DeletionPolicy::Retain {
+        info!("deletionPolicy Retain: leaving the alias in KMS");
+        return Ok(Action::await_change());
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    let recorded = status.alias_name.as_deref() == Some(alias);
+    let marker = status.pending_create.filter(|p| p.alias_name == alias);
+    if !recorded && marker.is_none() {
+        info!("alias not owned by this object; removing the finalizer without a KMS call");
+        return Ok(Action::await_change());
+    }
+    match delete_owned(obj, ctx, alias, recorded, marker).await {
+        Ok(deleted) => {
+            if deleted {
+                info!("deleted alias");
+                ctx.event(obj, EventType::Normal, "Deleted", format!("deleted alias {alias}"))
+                    .await;
+            }
+            Ok(Action::await_change())
+        }
+        Err(error) => {
+            // Best effort: during namespace teardown the status write may fail too.
+            report_failure(obj, ctx, api, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// Deletes the alias; `Ok(false)` when there was nothing of ours to delete.
+async fn delete_owned(
+    obj: &KmsAlias,
+    ctx: &Context,
+    alias: &str,
+    recorded: bool,
+    marker: Option<PendingCreate>,
+) -> Result<bool> {
+    let kms = ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
+    if !recorded {
+        // Only the marker speaks for us: delete only if the alias sits on the marked key.
+        let current = lookup_alias(&kms, alias).await?;
+        let marked_key = marker.map(|p| p.key_id);
+        if current.map(|m| m.key_id) != marked_key {
+            return Ok(false);
+        }
+    }
+    match kms.delete_alias(alias).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AliasNotFound => Ok(false),
+        Err(source) => Err(Error::DeleteAlias { alias: alias.into(), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        let cases = [
+            ("90s", Some(90), "seconds"),
+            ("10m", Some(600), "minutes"),
+            ("1h", Some(3600), "hours"),
+            ("5s", None, "below the 10 s floor"),
+            ("10", None, "no unit"),
+            ("m", None, "no number"),
+            ("1.5m", None, "no fractions"),
+            ("-1m", None, "negative"),
+        ];
+        for (text, want, why) in cases {
+            assert_eq!(parse_interval(text).map(|d| d.as_secs()), want, "{why}: {text}");
+        }
+    }
+}
