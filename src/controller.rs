@@ -1,7 +1,10 @@
 //! The controller: watches `KmsAlias` objects, runs the finalizer around the steps in
 //! [`crate::steps`], and spaces out retries per object.
 
-use crate::crd::{ANNOTATION_PAUSED, ANNOTATION_RECONCILE, DeletionPolicy, FINALIZER, KmsAlias};
+use crate::crd::{
+    ANNOTATION_DRIFT_INTERVAL, ANNOTATION_PAUSED, ANNOTATION_RECONCILE, DeletionPolicy, FINALIZER,
+    KmsAlias,
+};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::status;
@@ -140,7 +143,7 @@ pub async fn run(
 }
 
 /// What must change for a watch event to trigger a reconcile: the spec (generation), the
-/// deletion mark, the finalizers, or the pause and reconcile-now annotations. Status and
+/// deletion mark, the finalizers, or the operator's annotations. Status and
 /// label edits do not.
 fn reconcile_trigger(obj: &KmsAlias) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
@@ -148,7 +151,7 @@ fn reconcile_trigger(obj: &KmsAlias) -> Option<u64> {
     obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
     obj.finalizers().hash(&mut hasher);
     let annotations = obj.meta().annotations.as_ref();
-    for name in [ANNOTATION_PAUSED, ANNOTATION_RECONCILE] {
+    for name in [ANNOTATION_PAUSED, ANNOTATION_RECONCILE, ANNOTATION_DRIFT_INTERVAL] {
         annotations.and_then(|a| a.get(name)).hash(&mut hasher);
     }
     Some(hasher.finish())

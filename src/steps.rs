@@ -129,6 +129,8 @@ async fn converge(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<
         return Err(Error::AliasClaimed { alias: alias.into(), winner });
     }
     let kms = &ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
+    let _slot =
+        kms.work_slot().map_err(|source| Error::LookupAlias { alias: alias.into(), source })?;
     if let KeyRef::Arn(arn) = &key
         && arn.region != kms.region()
     {
@@ -297,6 +299,7 @@ pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Resu
             }
             Ok(Action::await_change())
         }
+        Err(error) if error.paced().is_some() => Err(error),
         Err(error) => {
             // Best effort: during namespace teardown the status write may fail too.
             report_failure(obj, ctx, api, &error).await;
@@ -314,6 +317,8 @@ async fn delete_owned(
     marker: Option<PendingCreate>,
 ) -> Result<bool> {
     let kms = ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
+    let _slot =
+        kms.work_slot().map_err(|source| Error::DeleteAlias { alias: alias.into(), source })?;
     if !recorded {
         // Only the marker speaks for us: delete only if the alias sits on the marked key.
         let current = lookup_alias(&kms, alias).await?;

@@ -107,11 +107,16 @@ impl Bucket {
     }
 }
 
-/// The read and write buckets of one account and region.
+/// Units of work (reconciles) that may run against one account and region at once, so a
+/// slow or throttled account cannot hold every worker of the operator.
+pub const WORK_SLOTS: usize = 4;
+
+/// The read and write buckets of one account and region, and its work slots.
 #[derive(Debug)]
 pub struct Budget {
     read: Mutex<Bucket>,
     write: Mutex<Bucket>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Budget {
@@ -121,6 +126,7 @@ impl Budget {
         Self {
             read: Mutex::new(Bucket::new(quotas.read_qps, now)),
             write: Mutex::new(Bucket::new(quotas.write_qps, now)),
+            slots: Arc::new(tokio::sync::Semaphore::new(WORK_SLOTS)),
         }
     }
 
@@ -145,6 +151,11 @@ impl Budget {
             tokio::time::sleep(wait).await;
         }
         Ok(())
+    }
+
+    /// A work slot if one is free; held for the length of one reconcile.
+    pub fn work_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     /// Waits as long as it takes until a call of this class may go out.
@@ -239,6 +250,15 @@ mod tests {
         let start = Instant::now();
         budget.acquire_within(CallClass::Write, Duration::from_secs(5)).await.expect("within");
         assert!(start.elapsed() >= Duration::from_millis(900), "waited its turn");
+    }
+
+    #[test]
+    fn work_slots_are_limited_and_returned() {
+        let budget = Budget::new(Quotas::default());
+        let held: Vec<_> = (0..WORK_SLOTS).map(|_| budget.work_slot().expect("free")).collect();
+        assert!(budget.work_slot().is_none(), "all slots taken");
+        drop(held);
+        assert!(budget.work_slot().is_some(), "slots come back");
     }
 
     #[test]

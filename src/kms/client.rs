@@ -174,6 +174,15 @@ impl Client {
         self
     }
 
+    /// Takes one of the account's work slots for a unit of work (one reconcile), or fails at
+    /// once with [`Error::OverBudget`] when all are taken: the caller comes back shortly
+    /// instead of holding a worker that other accounts could use.
+    pub fn work_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        self.budget
+            .work_slot()
+            .ok_or(Error::OverBudget { action: "Reconcile", retry_after: Duration::from_secs(1) })
+    }
+
     /// The endpoint URL calls go to.
     pub fn endpoint(&self) -> &str {
         &self.endpoint

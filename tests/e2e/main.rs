@@ -5,3 +5,4 @@ mod admission;
 mod env;
 mod lifecycle;
 mod providers;
+mod reconcile;

@@ -433,3 +433,19 @@ fn has_security_token(text: &str) -> bool {
         rest.bytes().take_while(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(b)).count() >= 20
     })
 }
+
+#[test]
+fn the_leak_scan_recognises_what_it_looks_for() {
+    let token = format!("CAIS{}", "a1B2".repeat(10));
+    assert!(has_security_token(&format!("x token={token} y")));
+    assert!(!has_security_token("CAISSON is a word"), "a short run is not a token");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("log");
+    std::fs::write(&log, "calm line\n").expect("write log");
+    assert_no_leaks(&[&log], &[], &["not-in-there"]);
+    for leak in ["s3cr3t-value", "Signature=abc", "eyJhbGciOiJFUzI1NiJ9", token.as_str()] {
+        std::fs::write(&log, format!("line with {leak}\n")).expect("write log");
+        let caught = std::panic::catch_unwind(|| assert_no_leaks(&[&log], &[], &["s3cr3t-value"]));
+        assert!(caught.is_err(), "{leak} was not caught");
+    }
+}

@@ -1,0 +1,249 @@
+//! Reconcile guarantees: deletion policy, drift, pause, reconcile-now, one owner per alias,
+//! take-over, key pre-flight, and quiet steady state.
+
+use crate::env::{Scene, wait_for};
+use std::time::Duration;
+
+const FAST_DRIFT: &str =
+    r#"{"metadata":{"annotations":{"kms.aliasoperator.dev/drift-check-interval":"10s"}}}"#;
+
+/// Waits for a Ready reason and returns the condition message.
+async fn wait_reason(scene: &Scene, name: &str, reason: &str, timeout: Duration) -> String {
+    wait_for(&format!("{name} reason {reason}"), timeout, || async {
+        let obj = scene.get(name).await?;
+        let ready = obj.ready_condition()?;
+        (ready.reason == reason).then(|| ready.message.clone())
+    })
+    .await
+}
+
+async fn events(scene: &Scene, name: &str) -> String {
+    let selector = format!("involvedObject.name={name}");
+    scene
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            &selector,
+            "-o",
+            "custom-columns=REASON:.reason",
+            "--no-headers",
+        ])
+        .await
+}
+
+#[tokio::test]
+async fn retain_leaves_the_alias_in_kms() {
+    let scene = Scene::new("retain").await;
+    let key = scene.create_key().await;
+    let alias = scene.alias_name("kept");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&scene.manifest("kept", &alias, &key)).expect("json");
+    manifest["spec"]["deletionPolicy"] = "Retain".into();
+    assert!(scene.kubectl_apply(&manifest.to_string()).await.status.success());
+    scene.wait_ready("kept").await;
+
+    scene.kubectl(&["delete", "kmsalias", "kept", "--wait=false"]).await;
+    scene.wait_gone("kept").await;
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(key.as_str()));
+    assert_eq!(scene.count_calls("DeleteAlias", &alias).await, 0);
+}
+
+#[tokio::test]
+async fn drift_is_corrected_with_an_event() {
+    let scene = Scene::new("drift").await;
+    let (k1, k2) = (scene.create_key().await, scene.create_key().await);
+    let alias = scene.alias_name("app");
+    scene.apply("app", &alias, &k1).await;
+    scene.kubectl(&["patch", "kmsalias", "app", "--type=merge", "-p", FAST_DRIFT]).await;
+    scene.wait_ready("app").await;
+
+    scene.kms().update_alias(&alias, &k2).await.expect("out-of-band UpdateAlias");
+    wait_for("alias put back", Duration::from_secs(40), || async {
+        (scene.kms_target(&alias).await.as_deref() == Some(k1.as_str())).then_some(())
+    })
+    .await;
+    scene.kms().delete_alias(&alias).await.expect("out-of-band DeleteAlias");
+    wait_for("alias recreated", Duration::from_secs(40), || async {
+        (scene.kms_target(&alias).await.as_deref() == Some(k1.as_str())).then_some(())
+    })
+    .await;
+    // Both corrections are reported; the recorder may fold repeats into one series.
+    wait_for("DriftCorrected event", Duration::from_secs(10), || async {
+        events(&scene, "app").await.contains("DriftCorrected").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn report_only_drift_never_reverts() {
+    let scene = Scene::new("drift-report").await;
+    let (k1, k2) = (scene.create_key().await, scene.create_key().await);
+    let alias = scene.alias_name("app");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&scene.manifest("app", &alias, &k1)).expect("json");
+    manifest["spec"]["driftPolicy"] = "Report".into();
+    assert!(scene.kubectl_apply(&manifest.to_string()).await.status.success());
+    scene.kubectl(&["patch", "kmsalias", "app", "--type=merge", "-p", FAST_DRIFT]).await;
+    scene.wait_ready("app").await;
+
+    scene.kms().update_alias(&alias, &k2).await.expect("out-of-band UpdateAlias");
+    let message = wait_reason(&scene, "app", "DriftDetected", Duration::from_secs(40)).await;
+    assert!(message.contains(&k2), "{message}");
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k2.as_str()), "not reverted");
+    assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
+    wait_for("DriftDetected event", Duration::from_secs(10), || async {
+        events(&scene, "app").await.contains("DriftDetected").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pause_holds_writes_and_reconcile_now_acts_at_once() {
+    let scene = Scene::new("pause").await;
+    let (k1, k2) = (scene.create_key().await, scene.create_key().await);
+    let alias = scene.alias_name("app");
+    scene.apply("app", &alias, &k1).await;
+    scene.wait_ready("app").await;
+
+    scene.kubectl(&["annotate", "kmsalias", "app", "kms.aliasoperator.dev/paused=true"]).await;
+    wait_for("Paused condition", Duration::from_secs(20), || async {
+        let obj = scene.get("app").await?;
+        (obj.condition("Paused")?.status == "True").then_some(())
+    })
+    .await;
+    scene.apply("app", &alias, &k2).await;
+    // Give a paused operator every chance to misbehave: a later reconcile-now must still act.
+    let calls_before = scene.calls().await.len();
+    scene.kubectl(&["annotate", "kmsalias", "app", "kms.aliasoperator.dev/paused-"]).await;
+    let obj = scene.wait_ready("app").await;
+    assert_eq!(obj.status.and_then(|s| s.key_id).as_deref(), Some(k2.as_str()));
+    assert!(obj_lacks_paused(&scene, "app").await, "Paused condition removed");
+    assert!(scene.calls().await.len() > calls_before);
+
+    // Reconcile now: an out-of-band change is corrected without waiting for the resync.
+    scene.kms().update_alias(&alias, &k1).await.expect("out-of-band UpdateAlias");
+    scene
+        .kubectl(&[
+            "annotate",
+            "--overwrite",
+            "kmsalias",
+            "app",
+            "kms.aliasoperator.dev/reconcile-requested-at=now-1",
+        ])
+        .await;
+    wait_for("drift fixed by reconcile-now", Duration::from_secs(15), || async {
+        (scene.kms_target(&alias).await.as_deref() == Some(k2.as_str())).then_some(())
+    })
+    .await;
+}
+
+async fn obj_lacks_paused(scene: &Scene, name: &str) -> bool {
+    scene.get(name).await.is_some_and(|o| o.condition("Paused").is_none())
+}
+
+#[tokio::test]
+async fn two_objects_for_one_alias_have_one_owner() {
+    let scene = Scene::new("claims").await;
+    let (k1, k2) = (scene.create_key().await, scene.create_key().await);
+    let alias = scene.alias_name("shared");
+    let both = format!(
+        "{}\n---\n{}",
+        scene.manifest("first", &alias, &k1),
+        scene.manifest("second", &alias, &k2)
+    );
+    assert!(scene.kubectl_apply(&both).await.status.success());
+
+    let (winner, loser, winner_key, loser_key) =
+        wait_for("one owner", Duration::from_secs(30), || async {
+            let first = scene.get("first").await?;
+            let second = scene.get("second").await?;
+            let (f, s) =
+                (first.ready_condition()?.reason.clone(), second.ready_condition()?.reason.clone());
+            match (f.as_str(), s.as_str()) {
+                ("AliasReady", "AliasClaimedByOtherResource") => {
+                    Some(("first", "second", &k1, &k2))
+                }
+                ("AliasClaimedByOtherResource", "AliasReady") => {
+                    Some(("second", "first", &k2, &k1))
+                }
+                _ => None,
+            }
+        })
+        .await;
+    let loser_message =
+        scene.get(loser).await.and_then(|o| o.ready_condition().map(|c| c.message.clone()));
+    assert!(loser_message.unwrap_or_default().contains(winner), "loser names the winner");
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(winner_key.as_str()));
+    assert_eq!(scene.count_calls("CreateAlias", &alias).await, 1);
+    assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
+
+    // When the winner goes, its alias goes with it, and the other object takes the name.
+    scene.kubectl(&["delete", "kmsalias", winner, "--wait=false"]).await;
+    scene.wait_gone(winner).await;
+    wait_for("the other object owns the alias", Duration::from_secs(60), || async {
+        let obj = scene.get(loser).await?;
+        (obj.ready_condition()?.status == "True").then_some(())
+    })
+    .await;
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(loser_key.as_str()));
+}
+
+#[tokio::test]
+async fn take_over_is_opt_in() {
+    let scene = Scene::new("takeover").await;
+    let (mine, theirs) = (scene.create_key().await, scene.create_key().await);
+    let alias = scene.alias_name("legacy");
+    scene.kms().create_alias(&alias, &theirs).await.expect("out-of-band CreateAlias");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&scene.manifest("legacy", &alias, &mine)).expect("json");
+    manifest["spec"]["takeOverExisting"] = true.into();
+    assert!(scene.kubectl_apply(&manifest.to_string()).await.status.success());
+    scene.wait_ready("legacy").await;
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(mine.as_str()));
+}
+
+#[tokio::test]
+async fn retarget_to_a_key_pending_deletion_keeps_the_old_key() {
+    let scene = Scene::new("preflight").await;
+    let (k1, k2) = (scene.create_key().await, scene.create_key().await);
+    let alias = scene.alias_name("app");
+    scene.apply("app", &alias, &k1).await;
+    scene.wait_ready("app").await;
+    scene.kms().schedule_key_deletion(&k2, 7).await.expect("ScheduleKeyDeletion");
+
+    scene.apply("app", &alias, &k2).await;
+    let message = wait_reason(&scene, "app", "KeyPendingDeletion", Duration::from_secs(30)).await;
+    assert!(message.contains(&k2), "{message}");
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()), "alias stays");
+    assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
+
+    // Deleting never waits on the key's state either (case 5).
+    scene.kms().schedule_key_deletion(&k1, 7).await.expect("ScheduleKeyDeletion");
+    scene.kubectl(&["delete", "kmsalias", "app", "--wait=false"]).await;
+    scene.wait_gone("app").await;
+    assert_eq!(scene.kms_target(&alias).await, None);
+}
+
+#[tokio::test]
+async fn steady_state_makes_no_writes() {
+    let scene = Scene::new("quiet").await;
+    let key = scene.create_key().await;
+    let alias = scene.alias_name("app");
+    scene.apply("app", &alias, &key).await;
+    scene.kubectl(&["patch", "kmsalias", "app", "--type=merge", "-p", FAST_DRIFT]).await;
+    let before = scene.wait_ready("app").await;
+    let version = before.metadata.resource_version.clone();
+    let calls_before = scene.count_calls_naming(&alias).await;
+
+    // A measurement window over two drift checks, not a synchronisation.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let after = scene.get("app").await.expect("object");
+    assert_eq!(after.metadata.resource_version, version, "no status write at rest");
+    // Only lookups: DescribeKey names the alias in its KeyId parameter.
+    let reads = scene.count_calls_naming(&alias).await - calls_before;
+    assert!((1..=4).contains(&reads), "{reads} calls in 25 s at a 10 s interval");
+    for action in ["CreateAlias", "UpdateAlias"] {
+        assert_eq!(scene.count_calls(action, &alias).await, usize::from(action == "CreateAlias"));
+    }
+}
