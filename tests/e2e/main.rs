@@ -2,6 +2,7 @@
 //! as processes; kubectl as the client where users use it. See `env.rs` for the set-up.
 
 mod admission;
+mod cases;
 mod env;
 mod lifecycle;
 mod providers;
