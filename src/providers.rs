@@ -9,7 +9,7 @@
 
 use crate::crd::KmsAlias;
 use crate::kms::credentials::{AssumeRoleProvider, CredentialsProvider};
-use crate::kms::{self, Budgets, CallObserver, ClientConfig, Credentials, Quotas};
+use crate::kms::{self, Budgets, CallObserver, ClientConfig, Credentials, Quotas, Sweeps};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
@@ -205,6 +205,7 @@ pub struct Providers {
     builtin: Option<Builtin>,
     identity: Arc<dyn CredentialsProvider>,
     budgets: Budgets,
+    sweeps: Sweeps,
     observer: Arc<dyn CallObserver>,
     timeout: Duration,
     cache: Mutex<HashMap<String, Cached>>,
@@ -226,6 +227,7 @@ impl Providers {
             builtin,
             identity,
             budgets: Budgets::default(),
+            sweeps: Sweeps::default(),
             observer,
             timeout,
             cache: Mutex::default(),
@@ -328,6 +330,7 @@ impl Providers {
             .map_err(|source| ProviderError::Build { config: name.to_owned(), source })?;
         Ok(client
             .with_budget(self.budgets.get(&scope, quotas))
+            .with_sweep(self.sweeps.get(&scope))
             .with_observer(self.observer.clone()))
     }
 

@@ -92,6 +92,7 @@ pub struct Client {
     region: String,
     credentials: Arc<dyn CredentialsProvider>,
     budget: Arc<Budget>,
+    sweep: Arc<super::Sweep>,
     observer: Option<Arc<dyn CallObserver>>,
 }
 
@@ -156,6 +157,7 @@ impl Client {
             region: config.region.clone(),
             credentials: provider,
             budget: Arc::new(Budget::new(Quotas::default())),
+            sweep: Arc::default(),
             observer: None,
         })
     }
@@ -165,6 +167,22 @@ impl Client {
     pub fn with_budget(mut self, budget: Arc<Budget>) -> Self {
         self.budget = budget;
         self
+    }
+
+    /// Shares drift sweeps with other clients of the same account and region.
+    #[must_use]
+    pub fn with_sweep(mut self, sweep: Arc<super::Sweep>) -> Self {
+        self.sweep = sweep;
+        self
+    }
+
+    /// Where `alias` points per a shared sweep no older than `max_age`; see [`super::sweep`].
+    pub async fn swept_target(
+        &self,
+        alias: &str,
+        max_age: Duration,
+    ) -> Result<Option<String>, Error> {
+        self.sweep.target(self, alias, max_age).await
     }
 
     /// Reports every call to `observer`.

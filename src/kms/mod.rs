@@ -8,12 +8,14 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod sign;
+pub mod sweep;
 pub mod types;
 
 pub use budget::{Budget, Budgets, CallClass, Quotas};
 pub use client::{BuildError, CallObserver, Client, ClientConfig};
 pub use credentials::Credentials;
 pub use error::{ApiError, Error, ErrorKind};
+pub use sweep::{Sweep, Sweeps};
 pub use types::{AliasEntry, KeyArn, KeyMetadata, KeyState};
 
 /// The KMS API version this crate speaks.

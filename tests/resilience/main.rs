@@ -1,0 +1,12 @@
+//! Resilience tests (cases 9, 12 and 13 of `../shared/cases.md`): namespace teardown with the
+//! namespace controller, API server restarts and outages, and finalizer races.
+//!
+//! Each test starts its own control plane, emulator and operator (see `stack.rs`), so a test
+//! may stop or restart its API server without disturbing the others. Run with
+//! `KMS_TESTENV_BIN_DIR=$(hack/build-control-plane.sh) cargo test --test resilience`; add
+//! `-- --nocapture` to see the measured timings.
+
+mod finalizers;
+mod namespace;
+mod restart;
+mod stack;

@@ -1,0 +1,400 @@
+//! One test's own stack: a real control plane (etcd, kube-apiserver and, if asked,
+//! kube-controller-manager), a KMS emulator process and an operator process.
+//!
+//! Unlike the e2e binary, which shares one stack between all tests, every test here starts its
+//! own, so a test may stop or restart its API server without disturbing the others. Everything
+//! runs under the harness's watchdog, so nothing outlives the test binary; dropping a [`Stack`]
+//! kills its processes.
+
+use kms_alias_operator::crd::KmsAlias;
+use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
+use kms_alias_operator::testenv::{ControlPlane, Supervised};
+use kube::api::Api;
+use serde::Deserialize;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+pub const REGION: &str = "cn-hangzhou";
+const ACCESS_KEY_ID: &str = "resilience-operator";
+const ACCESS_KEY_SECRET: &str = "resilience-operator-secret";
+/// The AccessKey the tests use themselves, so the call log tells them apart from the operator.
+const OOB_KEY_ID: &str = "resilience-out-of-band";
+const OOB_KEY_SECRET: &str = "resilience-out-of-band-secret";
+
+/// How many stacks may run at once. Each is several processes, and starting an API server is
+/// CPU-heavy; on a small machine, too many at once would eat into the time limits under test.
+static STACKS: Semaphore = Semaphore::const_new(3);
+
+/// Polls `probe` every 200 ms until it yields a value; panics naming `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A binary of this crate; integration tests are built next to them.
+fn target_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join(name)
+}
+
+/// One entry of the emulator's call log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub action: String,
+    pub access_key_id: String,
+    pub params: std::collections::BTreeMap<String, String>,
+    pub code: String,
+}
+
+impl Call {
+    /// Whether the call carried `value` as any parameter (an alias name, a key id).
+    pub fn names(&self, value: &str) -> bool {
+        self.params.values().any(|v| v == value)
+    }
+}
+
+/// The processes of one test, and clients for them.
+pub struct Stack {
+    // Fields drop in order: the operator and the emulator die first, then the control plane,
+    // and the permit for the next stack goes last.
+    operator: Supervised,
+    _emulator: Supervised,
+    client: kube::Client,
+    kms: kms::Client,
+    kms_url: String,
+    operator_log: PathBuf,
+    /// The control plane; `&mut` access restarts its API server.
+    pub plane: ControlPlane,
+    _permit: SemaphorePermit<'static>,
+}
+
+impl Stack {
+    /// Starts a control plane (with kube-controller-manager if `controller_manager`), installs
+    /// the CRDs, and starts the emulator and the operator. All files, logs included, go to
+    /// `<target>/tmp/resilience/<name>/`, emptied first and kept afterwards for inspection.
+    pub async fn start(name: &str, controller_manager: bool) -> Stack {
+        let permit = STACKS.acquire().await.expect("stack semaphore is never closed");
+        let started = Instant::now();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("resilience").join(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("failed to empty {}: {e}", dir.display()),
+        }
+        let plane = ControlPlane::builder()
+            .dir(&dir)
+            .controller_manager(controller_manager)
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("control plane: {e}"));
+        let dir = plane.dir().to_path_buf();
+        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+        kubectl_ok(&plane, &["apply", "-f", crds]).await;
+        kubectl_ok(
+            &plane,
+            &["wait", "--for=condition=Established", "crd/kmsaliases.kms.aliasoperator.dev"],
+        )
+        .await;
+
+        let (emulator, kms_url) = spawn_emulator(&dir).await;
+        let operator_log = dir.join("kms-alias-operator.log");
+        let kubeconfig = plane.kubeconfig().display().to_string();
+        let operator = Supervised::spawn(
+            "kms-alias-operator",
+            target_bin("kms-alias-operator"),
+            [
+                "run",
+                &format!("--region={REGION}"),
+                &format!("--kms-endpoint={kms_url}"),
+                "--allow-insecure-http",
+                "--http-addr=127.0.0.1:0",
+                "--resync-secs=120",
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec![
+                ("KUBECONFIG".into(), kubeconfig),
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
+                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
+                // The watcher's backoff lines show when and how long the watch waited.
+                (
+                    "RUST_LOG".into(),
+                    "info,kms_alias_operator=debug,kube_runtime::utils::stream_backoff=debug"
+                        .into(),
+                ),
+            ],
+            &operator_log,
+        )
+        .expect("operator starts");
+
+        let client = plane.client().await.expect("kube client");
+        let config = ClientConfig {
+            region: REGION.into(),
+            endpoint: Some(kms_url.clone()),
+            timeout: Duration::from_secs(10),
+            allow_http: true,
+        };
+        let kms = kms::Client::new(&config, Credentials::new(OOB_KEY_ID, OOB_KEY_SECRET))
+            .expect("kms client");
+        println!("stack up in {:.1?} (dir {})", started.elapsed(), dir.display());
+        Stack {
+            operator,
+            _emulator: emulator,
+            client,
+            kms,
+            kms_url,
+            operator_log,
+            plane,
+            _permit: permit,
+        }
+    }
+
+    /// A kube client; rebuilt by [`Stack::reconnect`] after an API server restart.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// Drops the pooled connections of the test's own kube client (not the operator's).
+    pub async fn reconnect(&mut self) {
+        self.client = self.plane.client().await.expect("kube client");
+    }
+
+    /// `KmsAlias` objects in `ns`.
+    pub fn api(&self, ns: &str) -> Api<KmsAlias> {
+        Api::namespaced(self.client(), ns)
+    }
+
+    /// Path of the operator's log.
+    pub fn operator_log(&self) -> &Path {
+        &self.operator_log
+    }
+
+    /// Asserts the operator process is still running.
+    pub fn assert_operator_running(&mut self) {
+        if let Some(status) = self.operator.exited() {
+            panic!(
+                "the operator exited with {status}; log tail:\n{}",
+                tail(&self.operator_log, 40)
+            );
+        }
+    }
+
+    /// Creates an Enabled key through the KMS API.
+    pub async fn create_key(&self) -> String {
+        self.kms.create_key("resilience").await.expect("CreateKey").key_id
+    }
+
+    /// The key `alias` points at in KMS, `None` if the alias does not exist.
+    pub async fn kms_target(&self, alias: &str) -> Option<String> {
+        match self.kms.describe_key(alias).await {
+            Ok(meta) => Some(meta.key_id),
+            Err(e) if e.kind() == ErrorKind::AliasNotFound => None,
+            Err(e) => panic!("DescribeKey {alias}: {e}"),
+        }
+    }
+
+    /// Every alias name in the emulator's account and region.
+    pub async fn kms_aliases(&self) -> Vec<String> {
+        let aliases = self.kms.list_aliases().await.expect("ListAliases");
+        aliases.into_iter().map(|a| a.alias_name).collect()
+    }
+
+    /// The calls the operator made, from the emulator's call log.
+    pub async fn operator_calls(&self) -> Vec<Call> {
+        let url = format!("{}/_emulator/calls", self.kms_url);
+        let calls: Vec<Call> =
+            reqwest::get(url).await.expect("call log").json().await.expect("call log JSON");
+        calls.into_iter().filter(|c| c.access_key_id == ACCESS_KEY_ID).collect()
+    }
+
+    /// The operator's calls of `action` naming `alias`.
+    pub async fn calls_for(&self, action: &str, alias: &str) -> Vec<Call> {
+        let calls = self.operator_calls().await;
+        calls
+            .into_iter()
+            .filter(|c| {
+                c.action == action && c.params.get("AliasName").map(String::as_str) == Some(alias)
+            })
+            .collect()
+    }
+
+    /// How many of the operator's calls, of any action, carried `value` as a parameter.
+    pub async fn count_calls_naming(&self, value: &str) -> usize {
+        self.operator_calls().await.iter().filter(|c| c.names(value)).count()
+    }
+
+    /// `kubectl` with `args`; the output, success or not.
+    pub async fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(&self.plane, args, None).await
+    }
+
+    /// `kubectl` with `args`; asserts success and returns stdout.
+    pub async fn kubectl_ok(&self, args: &[&str]) -> String {
+        kubectl_ok(&self.plane, args).await
+    }
+
+    /// `kubectl apply -f -` with `manifest`; asserts success.
+    pub async fn apply(&self, manifest: &str) {
+        let output = kubectl(&self.plane, &["apply", "-f", "-"], Some(manifest)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl apply: {stderr}");
+    }
+
+    /// The object, `Err` when the API could not answer.
+    pub async fn try_get(&self, ns: &str, name: &str) -> Result<Option<KmsAlias>, kube::Error> {
+        self.api(ns).get_opt(name).await
+    }
+
+    /// The object, treating an API error as "not known yet" (logged), for polling.
+    async fn poll_get(&self, ns: &str, name: &str) -> Option<Option<KmsAlias>> {
+        match self.try_get(ns, name).await {
+            Ok(obj) => Some(obj),
+            Err(error) => {
+                println!("  (get {ns}/{name} failed, polling on: {error})");
+                None
+            }
+        }
+    }
+
+    /// Waits until the object is Ready for its current generation; returns it and the time.
+    pub async fn wait_ready(
+        &self,
+        ns: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> (KmsAlias, Duration) {
+        let started = Instant::now();
+        let obj = wait_for(&format!("{ns}/{name} to be Ready"), timeout, || async {
+            let obj = self.poll_get(ns, name).await??;
+            is_ready(&obj).then_some(obj)
+        })
+        .await;
+        (obj, started.elapsed())
+    }
+
+    /// Waits until the object no longer exists; returns the time it took.
+    pub async fn wait_gone(&self, ns: &str, name: &str, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        wait_for(&format!("{ns}/{name} to be deleted"), timeout, || async {
+            self.poll_get(ns, name).await?.is_none().then_some(())
+        })
+        .await;
+        started.elapsed()
+    }
+
+    /// The address of the operator's `/healthz` and `/readyz`, from its start-up log line.
+    pub async fn operator_http(&self) -> String {
+        wait_for("the operator's start-up log line", Duration::from_secs(30), || async {
+            let log = std::fs::read_to_string(&self.operator_log).ok()?;
+            let line = log.lines().find(|l| l.contains("starting kms-alias-operator"))?;
+            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("http="))?;
+            Some(format!("http://{addr}"))
+        })
+        .await
+    }
+
+    /// Log lines of the operator containing `needle`.
+    pub fn operator_log_lines(&self, needle: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.operator_log).unwrap_or_default();
+        log.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+    }
+}
+
+/// Whether the object is Ready for its current generation.
+pub fn is_ready(obj: &KmsAlias) -> bool {
+    let current =
+        obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation;
+    current && obj.ready_condition().is_some_and(|c| c.status == "True")
+}
+
+/// The manifest of a `KmsAlias`, with `finalizers` preset if not empty.
+pub fn manifest(
+    ns: &str,
+    name: &str,
+    alias: &str,
+    key: &str,
+    finalizers: &[&str],
+) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "apiVersion": "kms.aliasoperator.dev/v1alpha1",
+        "kind": "KmsAlias",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"aliasName": alias, "keyId": key},
+    });
+    if !finalizers.is_empty() {
+        value["metadata"]["finalizers"] = serde_json::json!(finalizers);
+    }
+    value
+}
+
+/// Starts a `kms-emulator` process; returns it and its URL once it listens.
+async fn spawn_emulator(dir: &Path) -> (Supervised, String) {
+    let port_file = dir.join("emulator.port");
+    let args = vec![
+        "--listen=127.0.0.1:0".to_owned(),
+        format!("--port-file={}", port_file.display()),
+        format!("--region={REGION}"),
+        format!("--access-key={ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}"),
+        format!("--access-key={OOB_KEY_ID}:{OOB_KEY_SECRET}"),
+    ];
+    let log = dir.join("kms-emulator.log");
+    let emulator = Supervised::spawn("kms-emulator", target_bin("kms-emulator"), args, vec![], log)
+        .expect("emulator starts");
+    let port = wait_for("emulator port file", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty())
+    })
+    .await;
+    (emulator, format!("http://127.0.0.1:{}", port.trim()))
+}
+
+async fn kubectl(plane: &ControlPlane, args: &[&str], stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = plane.kubectl();
+    command
+        .args(args)
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("spawn kubectl");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("kubectl stdin");
+        pipe.write_all(text.as_bytes()).await.expect("write kubectl stdin");
+    }
+    child.wait_with_output().await.expect("kubectl output")
+}
+
+async fn kubectl_ok(plane: &ControlPlane, args: &[&str]) -> String {
+    let output = kubectl(plane, args, None).await;
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The last `lines` lines of a file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
