@@ -197,10 +197,41 @@ impl Error {
                     text.push_str(&format!("{}: {}", api.code, api.message));
                     break;
                 }
-                _ => text.push_str(&err.to_string()),
+                _ => text.push_str(&without_request_ids(&err.to_string())),
             }
             cause = err.source();
         }
         text
+    }
+}
+
+/// Drops ` (request id …)` parts, which change on every retry and would make status churn.
+fn without_request_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(" (request id ") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        rest = after.find(')').map_or("", |end| &after[end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_request_ids;
+
+    #[test]
+    fn request_ids_are_dropped() {
+        let cases = [
+            ("a failed (request id 123) then", "a failed then", "middle"),
+            ("x (request id r-1)", "x", "end"),
+            ("no id here", "no id here", "nothing to drop"),
+            ("a (request id 1) b (request id 2)", "a b", "two"),
+        ];
+        for (input, want, why) in cases {
+            assert_eq!(without_request_ids(input), want, "{why}");
+        }
     }
 }
