@@ -14,6 +14,7 @@
 //! After each test the operator's and the emulator's logs are scanned for the secrets and
 //! tokens the test used, for security-token and JWT shapes, and for `Signature=`.
 
+mod chart;
 mod rotation;
 mod rrsa;
 mod stack;
