@@ -39,6 +39,10 @@ pub enum CredentialsError {
     /// A credentials file, Secret directory or token file holds nothing usable.
     #[error("invalid credentials in {}: {reason}", .path.display())]
     InvalidFile { path: PathBuf, reason: String },
+    /// A plain-HTTP endpoint that is not on this machine: tokens would cross the network in
+    /// clear, so no request is sent.
+    #[error("refusing plain HTTP to {0}: use https:// (plain HTTP is allowed to loopback only)")]
+    InsecureEndpoint(String),
     /// The HTTP stack could not be set up.
     #[error("failed to set up the HTTP client")]
     HttpClient(#[source] reqwest::Error),

@@ -52,6 +52,20 @@ pub(crate) fn normalize_url(endpoint: &str) -> String {
     if endpoint.contains("://") { endpoint.to_owned() } else { format!("https://{endpoint}") }
 }
 
+/// Whether a request to `endpoint` keeps its tokens private: HTTPS anywhere, or plain HTTP to
+/// a loopback address (a local emulator). The check is on the URL as written.
+pub(crate) fn transport_is_safe(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return true;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host
+        .rsplit_once(':')
+        .map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    matches!(host, "localhost" | "[::1]")
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The query parameters every STS call carries.
 pub(crate) fn common_query(action: &'static str) -> Vec<(&'static str, String)> {
     vec![
@@ -158,6 +172,9 @@ impl Sts {
         form: &[(&str, &str)],
         secrets: &[&str],
     ) -> Result<Session, CredentialsError> {
+        if !transport_is_safe(&self.endpoint) {
+            return Err(CredentialsError::InsecureEndpoint(self.endpoint.clone()));
+        }
         let started = std::time::Instant::now();
         let response = self
             .http()
@@ -267,6 +284,27 @@ impl SessionCache {
     /// When the cached session expires, if there is one (without waiting for the lock).
     pub(crate) fn expiration(&self) -> Option<DateTime<Utc>> {
         self.slot.try_lock().ok().and_then(|slot| slot.as_ref().map(|s| s.expiration))
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::transport_is_safe;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let cases = [
+            ("https://sts.aliyuncs.com", true, "https anywhere"),
+            ("http://127.0.0.1:8080", true, "loopback v4"),
+            ("http://localhost:9", true, "localhost"),
+            ("http://[::1]:9", true, "loopback v6"),
+            ("http://sts.aliyuncs.com", false, "plain http to the internet"),
+            ("http://10.0.0.1:80", false, "plain http to a private address"),
+            ("http://127.0.0.1.evil.com", false, "look-alike host"),
+        ];
+        for (url, want, why) in cases {
+            assert_eq!(transport_is_safe(url), want, "{why}: {url}");
+        }
     }
 }
 
