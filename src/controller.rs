@@ -16,6 +16,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use rand::Rng;
@@ -127,7 +128,7 @@ pub async fn run(
     // never ends on an error. Only changes that need a reconcile pass the filter, so the
     // operator's own status writes do not wake it up.
     let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .inspect(move |event| metrics.observe_watch(event.is_ok()))
         .reflect(writer)
         .applied_objects()
@@ -135,11 +136,47 @@ pub async fn run(
     let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
     Controller::for_stream(stream, reader)
         .with_config(config)
+        // The controller backs off on the stream's errors once more; same short policy.
+        .trigger_backoff(WatchBackoff::default())
         .reconcile_all_on(config_changes)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// How long a watch waits after an error: 0.8 s doubling to 5 s, ±25 % jitter, reset by the
+/// next event that arrives.
+///
+/// kube's default (client-go's: up to 30 s, which its jitter stretches to 60 s) is too slow
+/// after an API server outage: the first attempt after the outage only learns that the old
+/// resourceVersion is gone (410) and waits a full delay again before re-listing, so changes
+/// made right after the outage waited a minute or more. One watch retrying every 5 s at most
+/// costs the API server nothing.
+#[derive(Clone, Debug, Default)]
+pub struct WatchBackoff {
+    failures: u32,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(800);
+    const CAP: Duration = Duration::from_secs(5);
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = Self::FIRST.saturating_mul(1u32 << self.failures.min(8)).min(Self::CAP);
+        self.failures = self.failures.saturating_add(1);
+        Some(delay.mul_f64(rand::rng().random_range(0.75..1.25)))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
 }
 
 /// What must change for a watch event to trigger a reconcile: the spec (generation), the
@@ -250,5 +287,19 @@ mod tests {
         assert!((22.5..=37.5).contains(&terminal), "terminal starts near 30 s: {terminal}");
         let capped = retry_delay(false, 30, &settings).as_secs_f64();
         assert!(capped <= 900.0 * 1.25, "terminal cap: {capped}");
+    }
+
+    #[test]
+    fn watch_backoff_doubles_caps_and_resets() {
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<f64> = backoff.by_ref().take(40).map(|d| d.as_secs_f64()).collect();
+        for (i, expected) in [0.8, 1.6, 3.2, 5.0, 5.0].into_iter().enumerate() {
+            let secs = delays[i];
+            assert!(secs >= expected * 0.75 && secs <= expected * 1.25, "{i}: {secs}");
+        }
+        assert!(delays.iter().all(|&d| d <= 5.0 * 1.25), "capped: {delays:?}");
+        backoff.reset();
+        let first = backoff.next().expect("never gives up").as_secs_f64();
+        assert!((0.6..=1.0).contains(&first), "reset starts over: {first}");
     }
 }

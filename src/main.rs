@@ -186,7 +186,7 @@ async fn watch_configs(
 ) {
     use futures::{SinkExt, StreamExt};
     let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(controller::WatchBackoff::default())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());

@@ -52,6 +52,8 @@ pub mod reason {
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     /// Another KmsAlias claims the same alias and wins the tie-break.
     pub const ALIAS_CLAIMED: &str = "AliasClaimedByOtherResource";
+    /// Cleanup deleted the alias; the object waits for other finalizers.
+    pub const ALIAS_DELETED: &str = "AliasDeleted";
     /// CreateAlias is about to be sent (the create marker is set).
     pub const CREATING: &str = "Creating";
     /// The paused annotation is set.

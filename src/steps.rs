@@ -323,6 +323,7 @@ pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Resu
                 ctx.event(obj, EventType::Normal, "Deleted", format!("deleted alias {alias}"))
                     .await;
             }
+            forget_ownership(obj, api, alias).await;
             Ok(Action::await_change())
         }
         Err(error) if error.paced().is_some() => Err(error),
@@ -331,6 +332,29 @@ pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Resu
             report_failure(obj, ctx, api, &error).await;
             Err(error)
         }
+    }
+}
+
+/// Records that the alias is no longer this object's, so a cleanup that runs again (the
+/// finalizer patch refused because the list moved) sends no second DeleteAlias: by then the
+/// name may belong to someone else. Best effort: the finalizer goes either way.
+async fn forget_ownership(obj: &KmsAlias, api: &Api<KmsAlias>, alias: &str) {
+    let mut confirmed = Confirmed::from_status(obj);
+    if confirmed.alias_name.is_none() && confirmed.pending_create.is_none() {
+        return;
+    }
+    confirmed.alias_name = None;
+    confirmed.pending_create = None;
+    confirmed.key_id = None;
+    confirmed.alias_arn = None;
+    let verdict = Verdict {
+        ready: false,
+        reason: reason::ALIAS_DELETED,
+        message: format!("alias {alias} deleted; waiting for the remaining finalizers"),
+        stalled: false,
+    };
+    if let Err(error) = status::write(api, obj, status::desired(obj, confirmed, &verdict)).await {
+        tracing::warn!(%error, "failed to record the deletion in status");
     }
 }
 

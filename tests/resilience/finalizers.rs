@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 const NS: &str = "default";
 const OTHER: &str = "example.com/other";
 const OTHER2: &str = "example.com/other2";
+/// How long the other controller keeps editing the finalizer list.
+const RACE: Duration = Duration::from_secs(15);
 
 /// One version of an object, as a watch saw it.
 #[derive(Clone, Debug)]
@@ -82,45 +84,53 @@ async fn finalizer_shared_with_other_controllers() {
     let api = stack.api(NS);
     let history = History::record(api.clone()).await;
 
-    stack.apply(&manifest(NS, "app", alias, &key, &[OTHER]).to_string()).await;
-    // Another controller edits the list while the operator adds its entry: add or remove
-    // OTHER2 by JSON patch for ~15 s. A removal tests the entry's index first, so it never
-    // removes someone else's entry; a refused patch (the list moved) is simply retried.
-    let race = Instant::now();
-    let (mut patches, mut refused) = (0, 0);
-    while race.elapsed() < Duration::from_secs(15) && patches + refused < 500 {
-        let Some(obj) = api.get_opt("app").await.expect("get app") else { panic!("app vanished") };
-        let finalizers = obj.finalizers();
-        let patch = match finalizers.iter().position(|f| f == OTHER2) {
-            Some(i) => serde_json::json!([
-                {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": OTHER2},
-                {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
-            ]),
-            None => serde_json::json!([
-                {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-                {"op": "add", "path": "/metadata/finalizers/-", "value": OTHER2},
-            ]),
-        };
-        let output = stack
-            .kubectl(&[
-                "-n",
-                NS,
-                "patch",
-                "kmsalias",
-                "app",
-                "--type=json",
-                "-p",
-                &patch.to_string(),
-            ])
-            .await;
-        if output.status.success() {
-            patches += 1;
-        } else {
-            refused += 1;
+    // Another controller edits the list while the operator adds its entry: three workers add
+    // or remove OTHER2 by JSON patch for ~15 s, starting as soon as the object exists. Every
+    // patch tests the list (or the entry's index) first, so it never removes or duplicates
+    // anyone's entry; a patch refused because the list moved is simply counted.
+    let deadline = Instant::now() + RACE;
+    let worker = |_| async {
+        let (mut applied, mut refused) = (0usize, 0usize);
+        while Instant::now() < deadline && applied + refused < 300 {
+            let Some(obj) = api.get_opt("app").await.expect("get app") else {
+                // Polling for the object to appear; the apply runs alongside.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
+            let finalizers = obj.finalizers();
+            let patch = match finalizers.iter().position(|f| f == OTHER2) {
+                Some(i) => serde_json::json!([
+                    {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": OTHER2},
+                    {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
+                ]),
+                None => serde_json::json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                    {"op": "add", "path": "/metadata/finalizers/-", "value": OTHER2},
+                ]),
+            };
+            let patch = patch.to_string();
+            let args = ["-n", NS, "patch", "kmsalias", "app", "--type=json", "-p", &patch];
+            if stack.kubectl(&args).await.status.success() {
+                applied += 1;
+            } else {
+                refused += 1;
+            }
         }
-    }
+        (applied, refused)
+    };
+    let manifest = manifest(NS, "app", alias, &key, &[OTHER]).to_string();
+    let race = Instant::now();
+    let ((), results) =
+        tokio::join!(stack.apply(&manifest), futures::future::join_all((0..3).map(worker)));
+    let patches: usize = results.iter().map(|r| r.0).sum();
+    let refused: usize = results.iter().map(|r| r.1).sum();
     println!("race: {patches} patches applied, {refused} refused, in {:.1?}", race.elapsed());
     assert!(patches >= 10, "too few patches for a race: {patches} ({refused} refused)");
+    let conflicts = stack.operator_log_lines("reconcile failed");
+    println!("operator reconciles that failed during the race: {}", conflicts.len());
+    if let Some(first) = conflicts.first() {
+        println!("  first: {first}");
+    }
 
     // Once the other controller stops, the operator settles: its entry is there, once.
     let (obj, ready_in) = stack.wait_ready(NS, "app", Duration::from_secs(60)).await;
@@ -168,9 +178,16 @@ async fn finalizer_shared_with_other_controllers() {
         assert!(count(&v.finalizers, FINALIZER) <= 1, "{v:?}");
         assert!(count(&v.finalizers, OTHER2) <= 1, "{v:?}");
     }
-    let with_ours: Vec<_> =
-        versions.iter().filter(|v| count(&v.finalizers, FINALIZER) == 1).collect();
-    assert!(!with_ours.is_empty(), "the operator's finalizer never appeared");
+    let added_at = versions.iter().position(|v| count(&v.finalizers, FINALIZER) == 1);
+    let added_at = added_at.expect("the operator's finalizer never appeared");
+    let foreign_before =
+        versions[..added_at].iter().filter(|v| count(&v.finalizers, OTHER2) == 1).count();
+    println!(
+        "the operator's finalizer arrived in version {} of {}; {foreign_before} earlier versions \
+         carried {OTHER2}",
+        added_at + 1,
+        versions.len()
+    );
     // Once removed on deletion, the operator's entry never came back.
     let removed_at =
         versions.iter().position(|v| v.deleting && count(&v.finalizers, FINALIZER) == 0);
@@ -184,6 +201,13 @@ async fn object_deleted_before_the_operator_added_its_finalizer() {
     let key = stack.create_key().await;
     let api = stack.api(NS);
     let history = History::record(api.clone()).await;
+
+    // The API server's first write of a KmsAlias is slow (admission warms up); a dry run
+    // pays that cost, so the create + delete pairs below are quick.
+    let warm_up: KmsAlias =
+        serde_json::from_value(manifest(NS, "warm-up", "alias/warm-up", &key, &[])).expect("obj");
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    api.create(&dry_run, &warm_up).await.expect("dry-run create");
 
     // Create and delete at once, five times each way. Without a foreign finalizer the object
     // goes at once; with one (`held`) it stays terminating, and the operator must leave it
@@ -261,4 +285,49 @@ async fn object_deleted_before_the_operator_added_its_finalizer() {
         let ours = history.of(name).iter().any(|v| count(&v.finalizers, FINALIZER) > 0);
         assert!(ours || creates.is_empty(), "{name}: CreateAlias without a finalizer: {creates:?}");
     }
+}
+
+/// Case 13 in namespace teardown: another controller removes its finalizer (ahead of the
+/// operator's in the list) while the operator's DeleteAlias is in flight. The operator's
+/// finalizer patch, which tests the entry at its old index, is then refused (422) and the
+/// cleanup runs again; it must not send DeleteAlias a second time after a confirmed delete.
+#[tokio::test]
+async fn cleanup_is_not_repeated_when_the_finalizer_list_moves() {
+    let stack = Stack::start("finalizer-list-moves", false).await;
+    let key = stack.create_key().await;
+    let alias = "alias/finalizer-list-moves";
+    stack.apply(&manifest(NS, "app", alias, &key, &[OTHER]).to_string()).await;
+    let (obj, _) = stack.wait_ready(NS, "app", Duration::from_secs(30)).await;
+    assert_eq!(obj.finalizers(), [OTHER.to_owned(), FINALIZER.to_owned()]);
+
+    // Hold the operator's DeleteAlias for 3 s; the emulator disarms the fault as the call
+    // arrives, so an empty fault list means the call is in flight.
+    stack
+        .arm_fault(serde_json::json!({"action": "DeleteAlias", "latencyMs": 3000, "times": 1}))
+        .await;
+    stack.kubectl_ok(&["-n", NS, "delete", "kmsalias", "app", "--wait=false"]).await;
+    wait_for("the operator's DeleteAlias to arrive", Duration::from_secs(30), || async {
+        stack.armed_faults().await.is_empty().then_some(())
+    })
+    .await;
+    // Meanwhile the other controller finishes and removes its entry, at index 0.
+    let remove_other = serde_json::json!([
+        {"op": "test", "path": "/metadata/finalizers/0", "value": OTHER},
+        {"op": "remove", "path": "/metadata/finalizers/0"},
+    ])
+    .to_string();
+    let args = ["-n", NS, "patch", "kmsalias", "app", "--type=json", "-p", &remove_other];
+    stack.kubectl_ok(&args).await;
+
+    stack.wait_gone(NS, "app", Duration::from_secs(30)).await;
+    let refused = stack.operator_log_lines("failed to remove finalizer");
+    println!("operator finalizer patches refused: {}", refused.len());
+    if let Some(first) = refused.first() {
+        println!("  first: {first}");
+    }
+    assert_eq!(stack.kms_target(alias).await, None, "alias deleted in KMS");
+    let deletes = stack.calls_for("DeleteAlias", alias).await;
+    let codes: Vec<&str> = deletes.iter().map(|c| c.code.as_str()).collect();
+    println!("DeleteAlias calls for {alias}: {codes:?}");
+    assert_eq!(codes, ["OK"], "DeleteAlias sent again after a confirmed delete");
 }

@@ -66,9 +66,9 @@ async fn survives(name: &str, disruption: Disruption) {
             back.elapsed()
         };
         println!(
-            "{name} round {round}: API unavailable for {outage:.1?}; after it was back, new \
-             object Ready in {ready_in:.1?} (API back + {ready_after_back:.1?}), old object gone \
-             at API back + {gone_after_back:.1?}"
+            "{name} round {round}: API down for {outage:.1?}; new object Ready {ready_in:.1?} \
+             after its apply (API back + {ready_after_back:.1?}), old object gone at API back + \
+             {gone_after_back:.1?}"
         );
 
         let status = obj.status.as_ref().expect("status");

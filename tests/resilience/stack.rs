@@ -134,7 +134,7 @@ impl Stack {
                 // The watcher's backoff lines show when and how long the watch waited.
                 (
                     "RUST_LOG".into(),
-                    "info,kms_alias_operator=debug,kube_runtime::utils::stream_backoff=debug"
+                    "info,kms_alias_operator=debug,kube_runtime::utils::stream_backoff=debug,kube_runtime::watcher=debug"
                         .into(),
                 ),
             ],
@@ -236,6 +236,19 @@ impl Stack {
     /// How many of the operator's calls, of any action, carried `value` as a parameter.
     pub async fn count_calls_naming(&self, value: &str) -> usize {
         self.operator_calls().await.iter().filter(|c| c.names(value)).count()
+    }
+
+    /// Arms an emulator fault (`POST /_emulator/faults`).
+    pub async fn arm_fault(&self, fault: serde_json::Value) {
+        let url = format!("{}/_emulator/faults", self.kms_url);
+        let response = reqwest::Client::new().post(url).json(&fault).send().await.expect("faults");
+        assert!(response.status().is_success(), "arming {fault}: {}", response.status());
+    }
+
+    /// The emulator's armed faults; one armed with `times` goes once its last shot is taken.
+    pub async fn armed_faults(&self) -> Vec<serde_json::Value> {
+        let url = format!("{}/_emulator/faults", self.kms_url);
+        reqwest::get(url).await.expect("faults").json().await.expect("faults JSON")
     }
 
     /// `kubectl` with `args`; the output, success or not.
