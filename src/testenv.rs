@@ -383,3 +383,29 @@ impl Supervised {
         self.server.stop(grace).await
     }
 }
+
+/// Polls `probe` every 200 ms until it yields a value, or gives `None` once `timeout` passed.
+/// Tests wait on outcomes with this instead of sleeping.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A binary of this crate, for integration tests: cargo builds them in the directory above
+/// the test executable's `deps/`.
+pub fn crate_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join(name))
+}

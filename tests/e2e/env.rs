@@ -14,7 +14,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{LazyLock, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const REGION: &str = "cn-hangzhou";
 pub const ACCESS_KEY_ID: &str = "e2e-operator";
@@ -82,10 +82,7 @@ pub async fn spawn_emulator(dir: &Path, name: &str, args: &[&str]) -> (Supervise
 }
 
 fn target_bin(name: &str) -> PathBuf {
-    // Integration tests are built next to the crate's binaries.
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join(name)
+    kms_alias_operator::testenv::crate_binary(name).expect("test executable path")
 }
 
 impl Env {
@@ -167,17 +164,11 @@ async fn run(program: &Path, args: &[&str]) -> Output {
 /// Polls `probe` every 200 ms until it yields a value; panics naming `what` at the deadline.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
 where
-    F: Fn() -> Fut,
+    F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let found = kms_alias_operator::testenv::poll(timeout, probe).await;
+    found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// The whole call log of the emulator at `url`.

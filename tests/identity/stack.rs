@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const REGION: &str = "cn-hangzhou";
 /// The emulator's default account.
@@ -32,26 +32,18 @@ pub const NAMESPACE: &str = "default";
 pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Polls `probe` every 200 ms until it yields a value; panics naming `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let found = kms_alias_operator::testenv::poll(timeout, probe).await;
+    found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// A binary of this crate; integration tests are built next to them.
 fn target_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join(name)
+    kms_alias_operator::testenv::crate_binary(name).expect("test executable path")
 }
 
 /// Replaces `path` the way a careful writer does: a temporary file, then a rename, so a reader
