@@ -9,4 +9,5 @@
 mod finalizers;
 mod namespace;
 mod restart;
+mod schema;
 mod stack;
