@@ -205,6 +205,18 @@ impl Error {
     }
 }
 
+/// An error and its whole source chain on one line, `outer: cause: root cause`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Drops ` (request id …)` parts, which change on every retry and would make status churn.
 fn without_request_ids(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -86,7 +86,8 @@ async fn main() -> ExitCode {
             match run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    tracing::error!(error = %error, "operator failed to start");
+                    let error = kms_alias_operator::error_chain(&*error);
+                    tracing::error!(%error, "operator failed to start");
                     ExitCode::FAILURE
                 }
             }

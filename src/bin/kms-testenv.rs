@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
     match up(dir, with_controller_manager).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("kms-testenv: {}", error_chain(&*error));
+            eprintln!("kms-testenv: {}", kms_alias_operator::error_chain(&*error));
             ExitCode::FAILURE
         }
     }
@@ -74,15 +74,4 @@ async fn shutdown(terminate: &mut Signal) -> std::io::Result<()> {
         interrupted = tokio::signal::ctrl_c() => interrupted,
         _ = terminate.recv() => Ok(()),
     }
-}
-
-fn error_chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

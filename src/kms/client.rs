@@ -15,7 +15,7 @@ use super::budget::{Budget, CallClass, Quotas};
 use super::credentials::{Credentials, CredentialsProvider, scrub};
 use super::error::{ApiError, Error, ErrorKind};
 use super::sign;
-use super::types::{AliasEntry, KeyMetadata};
+use super::types::{AliasEntry, ErrorBody, KeyMetadata};
 use rand::Rng as _;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -117,17 +117,6 @@ pub struct AliasList {
 #[serde(rename_all = "PascalCase")]
 struct KeyMetadataBody {
     key_metadata: KeyMetadata,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ErrorBody {
-    #[serde(alias = "code")]
-    code: String,
-    #[serde(default, alias = "message")]
-    message: String,
-    #[serde(default)]
-    request_id: String,
 }
 
 impl Client {

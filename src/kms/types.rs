@@ -45,6 +45,18 @@ pub struct AliasEntry {
     pub key_id: String,
 }
 
+/// The error body Alibaba's gateways (KMS and STS alike) answer with.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ErrorBody {
+    #[serde(alias = "code")]
+    pub code: String,
+    #[serde(default, alias = "message")]
+    pub message: String,
+    #[serde(default)]
+    pub request_id: String,
+}
+
 /// A parsed key ARN: `acs:kms:{region}:{uid}:key/{keyid}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyArn {

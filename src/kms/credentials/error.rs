@@ -128,18 +128,6 @@ impl CredentialsError {
     }
 }
 
-/// The error and its whole source chain on one line.
-fn chain_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn render_attempts(attempts: &[Attempt]) -> String {
     attempts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
@@ -147,7 +135,7 @@ fn render_attempts(attempts: &[Attempt]) -> String {
 /// `source: error: cause: ...`, one attempt as the chain's error lists it.
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.source, chain_text(&self.error))
+        write!(f, "{}: {}", self.source, crate::error_chain(&self.error))
     }
 }
 

@@ -106,17 +106,6 @@ pub(crate) struct SessionBody {
     pub expiration: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ErrorBody {
-    #[serde(alias = "code")]
-    code: String,
-    #[serde(default, alias = "message")]
-    message: String,
-    #[serde(default)]
-    request_id: String,
-}
-
 impl SessionBody {
     /// Checks the expiration and makes the session.
     pub(crate) fn into_session(self, action: &'static str) -> Result<Session, CredentialsError> {
@@ -199,7 +188,7 @@ impl Sts {
             tracing::debug!(action, status, elapsed_ms, "sts call succeeded");
             return answer.credentials.into_session(action);
         }
-        let parsed: ErrorBody = serde_json::from_slice(&body)
+        let parsed: crate::kms::types::ErrorBody = serde_json::from_slice(&body)
             .map_err(|e| CredentialsError::decode(action, status, &e))?;
         let error = StsError {
             action,
