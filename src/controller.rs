@@ -227,6 +227,9 @@ pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Act
         // The account's budget is busy: not this object's failure, so no backoff growth;
         // spread the retries so waiting objects do not all come back at once.
         debug!(reason = error.reason(), wait_s = wait.as_secs_f32(), "waiting for KMS budget");
+        // Never later than a failed object would retry: once the pressure is gone, it is the
+        // successes that win the budget's rate back.
+        let wait = wait.min(ctx.settings.transient_backoff_cap);
         return Action::requeue(wait.mul_f64(rand::rng().random_range(0.8..1.3)));
     }
     let failures = {

@@ -54,6 +54,14 @@ struct RunArgs {
     /// What deleting a KmsAlias does to its alias when the object sets no deletionPolicy.
     #[arg(long, value_enum, default_value_t = DeletionPolicyArg::Delete)]
     default_deletion_policy: DeletionPolicyArg,
+    /// Longest wait, in seconds, before retrying an object after a transient failure
+    /// (throttling, 5xx, network); retries double from 2 s up to this, ±25 % jitter.
+    #[arg(long, default_value_t = 300)]
+    retry_cap_secs: u64,
+    /// Seconds the KmsAlias watch may keep failing before /healthz answers 503, so the
+    /// kubelet restarts an operator that can no longer see its objects.
+    #[arg(long, default_value_t = 300)]
+    watch_failure_grace_secs: u64,
     /// Objects reconciled at once.
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
@@ -138,7 +146,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Fail at start-up, not at the first reconcile, on an endpoint that will never work.
         kms::Client::with_provider(&builtin.config, identity.clone())?;
     }
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(Duration::from_secs(args.watch_failure_grace_secs)));
 
     let configs: Api<KmsProviderConfig> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
@@ -150,6 +158,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         Providers::new(client.clone(), reader, builtin, identity, metrics.clone(), timeout);
     let settings = Settings {
         resync: Duration::from_secs(args.resync_secs),
+        transient_backoff_cap: Duration::from_secs(args.retry_cap_secs),
         concurrency: args.concurrency,
         default_deletion_policy: match args.default_deletion_policy {
             DeletionPolicyArg::Delete => DeletionPolicy::Delete,

@@ -42,9 +42,12 @@ pub struct Metrics {
     last_watch_ok: AtomicU64,
     /// Unix seconds of the first watch error since the last success; 0 when healthy.
     failing_since: AtomicU64,
+    /// How long the watch may keep failing before `/healthz` reports the operator unhealthy.
+    grace: Duration,
 }
 
-/// How long the watch may keep failing before `/healthz` reports the operator unhealthy.
+/// The default of [`Metrics::new`]'s `grace`: longer than kube-apiserver usually takes to
+/// restart, shorter than users tolerate an operator that silently stopped reconciling.
 pub const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(300);
 
 fn unix_now() -> u64 {
@@ -53,6 +56,13 @@ fn unix_now() -> u64 {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(WATCH_FAILURE_GRACE)
+    }
+}
+
+impl Metrics {
+    /// Metrics whose `/healthz` fails once the watch has failed for longer than `grace`.
+    pub fn new(grace: Duration) -> Self {
         let mut registry = Registry::with_prefix("kms_alias_operator");
         let reconciles = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -98,11 +108,10 @@ impl Default for Metrics {
             kms_latency,
             last_watch_ok: AtomicU64::new(0),
             failing_since: AtomicU64::new(0),
+            grace,
         }
     }
-}
 
-impl Metrics {
     /// Counts one reconcile; `failure` is the reason when it failed.
     pub fn observe_reconcile(&self, took: Duration, failure: Option<&str>) {
         let result = failure.unwrap_or("ok").to_owned();
@@ -134,7 +143,7 @@ impl Metrics {
     /// Whether the watch has been failing for longer than the grace period.
     pub fn watch_stuck(&self) -> bool {
         let since = self.failing_since.load(Ordering::Relaxed);
-        since != 0 && unix_now().saturating_sub(since) > WATCH_FAILURE_GRACE.as_secs()
+        since != 0 && unix_now().saturating_sub(since) >= self.grace.as_secs()
     }
 
     fn encode(&self) -> String {
@@ -181,4 +190,24 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
             }),
         )
         .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_watch_is_stuck_only_past_the_grace_and_until_it_recovers() {
+        let patient = Metrics::new(WATCH_FAILURE_GRACE);
+        patient.observe_watch(false);
+        assert!(!patient.watch_stuck(), "one error is within the grace");
+
+        let strict = Metrics::new(Duration::ZERO);
+        assert!(!strict.watch_stuck(), "no error yet");
+        strict.observe_watch(false);
+        strict.observe_watch(false);
+        assert!(strict.watch_stuck());
+        strict.observe_watch(true);
+        assert!(!strict.watch_stuck(), "an event clears it");
+    }
 }

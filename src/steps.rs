@@ -43,7 +43,10 @@ pub async fn apply(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result
             status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
             Ok(Action::requeue(jittered(resync)))
         }
-        Err(error) if error.paced().is_some() => Err(error),
+        Err(error) if error.paced().is_some() => {
+            report_paced(obj, api).await;
+            Err(error)
+        }
         Err(error) => {
             report_failure(obj, ctx, api, &error).await;
             Err(error)
@@ -98,6 +101,28 @@ pub async fn report_failure(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, 
     }
     if previous.as_deref() != Some(verdict.reason) {
         ctx.event(obj, EventType::Warning, verdict.reason, verdict.message).await;
+    }
+}
+
+/// Tells the user of an object that has not converged why nothing happens yet: the account's
+/// request budget is spent, so the operator held the call back (case 10). Being held back is
+/// not a failure of the object: no event, and a Ready object or one that already says
+/// Throttled keeps its status, so waiting never churns status. Best effort.
+async fn report_paced(obj: &KmsAlias, api: &Api<KmsAlias>) {
+    if obj.ready_condition().is_some_and(|c| c.status == "True" || c.reason == reason::THROTTLED) {
+        return;
+    }
+    let verdict = Verdict {
+        ready: false,
+        reason: reason::THROTTLED,
+        message: "waiting for the account's KMS request budget: calls are paced to stay under \
+                  the quota"
+            .to_owned(),
+        stalled: false,
+    };
+    let status = status::desired(obj, Confirmed::from_status(obj), &verdict);
+    if let Err(error) = status::write(api, obj, status).await {
+        tracing::warn!(%error, "failed to write waiting status");
     }
 }
 
@@ -326,7 +351,10 @@ pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Resu
             forget_ownership(obj, api, alias).await;
             Ok(Action::await_change())
         }
-        Err(error) if error.paced().is_some() => Err(error),
+        Err(error) if error.paced().is_some() => {
+            report_paced(obj, api).await;
+            Err(error)
+        }
         Err(error) => {
             // Best effort: during namespace teardown the status write may fail too.
             report_failure(obj, ctx, api, &error).await;

@@ -78,16 +78,20 @@ impl Bucket {
     /// Reserves the next token and returns how long to wait for it, unless that wait would
     /// exceed `max_wait`: then nothing is reserved and the wait is returned as an error.
     fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
-        self.refill(now);
-        let pause = self.paused_until.saturating_duration_since(now);
         // Tokens may go negative: each one below zero is a caller already waiting its turn.
-        let queue = Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.rate);
-        let wait = pause + queue;
+        let wait = self.wait(now);
         if wait > max_wait {
             return Err(wait);
         }
         self.tokens -= 1.0;
         Ok(wait)
+    }
+
+    /// How long a call reserved now would wait; reserves nothing.
+    fn wait(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        let pause = self.paused_until.saturating_duration_since(now);
+        pause + Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.rate)
     }
 
     fn throttled(&mut self, now: Instant) {
@@ -161,6 +165,14 @@ impl Budget {
     /// Waits as long as it takes until a call of this class may go out.
     pub async fn acquire(&self, class: CallClass) {
         let _ = self.acquire_within(class, Duration::MAX).await;
+    }
+
+    /// How long the next call would wait for its turn, the longer of reads and writes: how
+    /// busy the account is.
+    pub fn busy_for(&self) -> Duration {
+        let now = Instant::now();
+        let read = self.bucket(CallClass::Read).wait(now);
+        read.max(self.bucket(CallClass::Write).wait(now))
     }
 
     /// Reports a throttled answer: slow down.
@@ -250,6 +262,22 @@ mod tests {
         let start = Instant::now();
         budget.acquire_within(CallClass::Write, Duration::from_secs(5)).await.expect("within");
         assert!(start.elapsed() >= Duration::from_millis(900), "waited its turn");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_for_tells_how_long_the_next_call_would_wait() {
+        let budget = Budget::new(Quotas { read_qps: 2.0, write_qps: 2.0 });
+        assert_eq!(budget.busy_for(), Duration::ZERO, "a token in hand");
+        budget.acquire(CallClass::Read).await;
+        let next = budget.busy_for();
+        assert!(
+            next > Duration::from_millis(400) && next <= Duration::from_millis(500),
+            "{next:?}"
+        );
+        budget.throttled(CallClass::Write);
+        // Paused for a second, then one token at the halved rate of 1/s.
+        let busy = budget.busy_for();
+        assert!(busy >= Duration::from_secs(1), "{busy:?}");
     }
 
     #[test]

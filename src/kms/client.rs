@@ -182,12 +182,14 @@ impl Client {
     }
 
     /// Takes one of the account's work slots for a unit of work (one reconcile), or fails at
-    /// once with [`Error::OverBudget`] when all are taken: the caller comes back shortly
-    /// instead of holding a worker that other accounts could use.
+    /// once with [`Error::OverBudget`] when all are taken, instead of holding a worker that
+    /// other accounts could use. The caller comes back when the budget is likely to have
+    /// room: in a second, or later while throttling has slowed the account down.
     pub fn work_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
-        self.budget
-            .work_slot()
-            .ok_or(Error::OverBudget { action: "Reconcile", retry_after: Duration::from_secs(1) })
+        self.budget.work_slot().ok_or_else(|| Error::OverBudget {
+            action: "Reconcile",
+            retry_after: self.budget.busy_for().max(Duration::from_secs(1)),
+        })
     }
 
     /// The endpoint URL calls go to.

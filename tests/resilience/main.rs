@@ -1,5 +1,6 @@
-//! Resilience tests (cases 9, 12 and 13 of `../shared/cases.md`): namespace teardown with the
-//! namespace controller, API server restarts and outages, and finalizer races.
+//! Resilience tests (cases 1 in part, 9, 10, 12 and 13 of `../shared/cases.md`): a CRD without
+//! its rules, namespace teardown with the namespace controller, a throttling storm, API server
+//! restarts and outages with the liveness probe, and finalizer races.
 //!
 //! Each test starts its own control plane, emulator and operator (see `stack.rs`), so a test
 //! may stop or restart its API server without disturbing the others. Run with
@@ -11,3 +12,4 @@ mod namespace;
 mod restart;
 mod schema;
 mod stack;
+mod throttling;

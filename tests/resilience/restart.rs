@@ -1,8 +1,9 @@
 //! Case 12: the operator survives API server restarts and outages in-process. After each
 //! disruption, an object deleted and an object created as soon as the API is back are both
-//! handled within 30 s, and the operator process never exits.
+//! handled within 30 s, and the operator process never exits. And when the watch cannot be
+//! re-established, the liveness probe says so instead of the operator idling as healthy.
 
-use crate::stack::{Stack, manifest};
+use crate::stack::{Options, Stack, manifest, wait_for};
 use std::time::{Duration, Instant};
 
 const NS: &str = "default";
@@ -96,6 +97,56 @@ async fn survives(name: &str, disruption: Disruption) {
     if let Some(longest) = backoffs.iter().max_by_key(|l| backoff_ms(l)) {
         println!("  longest: {longest}");
     }
+}
+
+/// The grace given to the operator's watch in the liveness test, instead of 5 minutes.
+const GRACE_SECS: u64 = 5;
+
+/// Case 12, last point: while the API server is down for good, `/healthz` (the liveness
+/// probe) and `/readyz` fail once the watch has failed for longer than the grace; once the API
+/// is back, both pass again and the operator reconciles, without a restart.
+#[tokio::test]
+async fn liveness_fails_while_the_watch_cannot_recover() {
+    let grace = format!("--watch-failure-grace-secs={GRACE_SECS}");
+    let options = Options { operator_args: &[&grace], ..Options::default() };
+    let mut stack = Stack::start_with("liveness", options).await;
+    let http = stack.operator_http().await;
+    let probe = |path: &'static str| {
+        let url = format!("{http}/{path}");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    wait_for("/readyz 200 once the watch has synced", Duration::from_secs(30), || async {
+        (probe("readyz").await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(probe("healthz").await, 200);
+
+    stack.plane.stop_apiserver().await.expect("stop kube-apiserver");
+    let down = Instant::now();
+    wait_for("/healthz 503 while the API is gone", Duration::from_secs(60), || async {
+        (probe("healthz").await == 503).then_some(())
+    })
+    .await;
+    let failed_after = down.elapsed();
+    assert_eq!(probe("readyz").await, 503, "not ready either");
+    stack.assert_operator_running();
+    println!("liveness: /healthz failed {failed_after:.1?} after the API server stopped");
+
+    stack.plane.start_apiserver().await.expect("start kube-apiserver");
+    let back = Instant::now();
+    stack.reconnect().await;
+    wait_for("/healthz 200 once the watch is back", Duration::from_secs(30), || async {
+        (probe("healthz").await == 200).then_some(())
+    })
+    .await;
+    println!(
+        "liveness: /healthz passed again {:.1?} after the API server was back",
+        back.elapsed()
+    );
+    let key = stack.create_key().await;
+    stack.apply(&manifest(NS, "after", "alias/after-outage", &key, &[]).to_string()).await;
+    stack.wait_ready(NS, "after", READY_LIMIT).await;
+    assert_eq!(probe("readyz").await, 200);
 }
 
 /// The `duration=…` of a kube-runtime back-off log line, in milliseconds, for ranking.

@@ -47,6 +47,8 @@ fn target_bin(name: &str) -> PathBuf {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Call {
+    /// Milliseconds since the Unix epoch when the emulator received the call.
+    pub time_ms: u64,
     pub action: String,
     pub access_key_id: String,
     pub params: std::collections::BTreeMap<String, String>,
@@ -58,6 +60,17 @@ impl Call {
     pub fn names(&self, value: &str) -> bool {
         self.params.values().any(|v| v == value)
     }
+}
+
+/// How a test's stack differs from the default one.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Also run kube-controller-manager (namespace deletion, garbage collection).
+    pub controller_manager: bool,
+    /// Extra `kms-alias-operator run` flags; `--flag=value` replaces a default of the same flag.
+    pub operator_args: &'a [&'a str],
+    /// Extra `kms-emulator` flags.
+    pub emulator_args: &'a [&'a str],
 }
 
 /// The processes of one test, and clients for them.
@@ -80,6 +93,12 @@ impl Stack {
     /// the CRDs, and starts the emulator and the operator. All files, logs included, go to
     /// `<target>/tmp/resilience/<name>/`, emptied first and kept afterwards for inspection.
     pub async fn start(name: &str, controller_manager: bool) -> Stack {
+        Self::start_with(name, Options { controller_manager, ..Options::default() }).await
+    }
+
+    /// [`Stack::start`] with more choices.
+    pub async fn start_with(name: &str, options: Options<'_>) -> Stack {
+        let controller_manager = options.controller_manager;
         let permit = STACKS.acquire().await.expect("stack semaphore is never closed");
         let started = Instant::now();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("resilience").join(name);
@@ -103,22 +122,28 @@ impl Stack {
         )
         .await;
 
-        let (emulator, kms_url) = spawn_emulator(&dir).await;
+        let (emulator, kms_url) = spawn_emulator(&dir, options.emulator_args).await;
         let operator_log = dir.join("kms-alias-operator.log");
         let kubeconfig = plane.kubeconfig().display().to_string();
+        let mut args: Vec<String> = [
+            "run",
+            &format!("--region={REGION}"),
+            &format!("--kms-endpoint={kms_url}"),
+            "--allow-insecure-http",
+            "--http-addr=127.0.0.1:0",
+            "--resync-secs=120",
+        ]
+        .map(String::from)
+        .to_vec();
+        for extra in options.operator_args {
+            let flag = extra.split('=').next().unwrap_or(extra);
+            args.retain(|a| a.split('=').next() != Some(flag));
+            args.push((*extra).to_owned());
+        }
         let operator = Supervised::spawn(
             "kms-alias-operator",
             target_bin("kms-alias-operator"),
-            [
-                "run",
-                &format!("--region={REGION}"),
-                &format!("--kms-endpoint={kms_url}"),
-                "--allow-insecure-http",
-                "--http-addr=127.0.0.1:0",
-                "--resync-secs=120",
-            ]
-            .map(String::from)
-            .to_vec(),
+            args,
             vec![
                 ("KUBECONFIG".into(), kubeconfig),
                 ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
@@ -237,6 +262,13 @@ impl Stack {
         assert!(response.status().is_success(), "arming {fault}: {}", response.status());
     }
 
+    /// Disarms every emulator fault (`DELETE /_emulator/faults`).
+    pub async fn disarm_faults(&self) {
+        let url = format!("{}/_emulator/faults", self.kms_url);
+        let response = reqwest::Client::new().delete(url).send().await.expect("faults");
+        assert!(response.status().is_success(), "disarming faults: {}", response.status());
+    }
+
     /// The emulator's armed faults; one armed with `times` goes once its last shot is taken.
     pub async fn armed_faults(&self) -> Vec<serde_json::Value> {
         let url = format!("{}/_emulator/faults", self.kms_url);
@@ -348,15 +380,16 @@ pub fn manifest(
 }
 
 /// Starts a `kms-emulator` process; returns it and its URL once it listens.
-async fn spawn_emulator(dir: &Path) -> (Supervised, String) {
+async fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Supervised, String) {
     let port_file = dir.join("emulator.port");
-    let args = vec![
+    let mut args = vec![
         "--listen=127.0.0.1:0".to_owned(),
         format!("--port-file={}", port_file.display()),
         format!("--region={REGION}"),
         format!("--access-key={ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}"),
         format!("--access-key={OOB_KEY_ID}:{OOB_KEY_SECRET}"),
     ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let log = dir.join("kms-emulator.log");
     let emulator = Supervised::spawn("kms-emulator", target_bin("kms-emulator"), args, vec![], log)
         .expect("emulator starts");
