@@ -277,6 +277,43 @@ impl Scene {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs kubectl in this namespace and returns its output, success or not.
+    pub async fn kubectl_output(&self, args: &[&str]) -> Output {
+        let env = env();
+        let mut command = tokio::process::Command::new(env.plane.bin_dir().join("kubectl"));
+        command.arg("--kubeconfig").arg(env.plane.kubeconfig()).args(["-n", &self.ns]);
+        command.args(args).output().await.expect("run kubectl")
+    }
+
+    /// The Events about object `name`: `(type, reason, count)` each.
+    pub async fn events(&self, name: &str) -> Vec<(String, String, u64)> {
+        let selector = format!("involvedObject.name={name}");
+        let json =
+            self.kubectl(&["get", "events", "--field-selector", &selector, "-o", "json"]).await;
+        let list: serde_json::Value = serde_json::from_str(&json).expect("events JSON");
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .map(|e| {
+                let text = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
+                (text("type"), text("reason"), e["count"].as_u64().unwrap_or(1))
+            })
+            .collect()
+    }
+
+    /// Removes a key and every alias on it from KMS, as only the emulator can (a key deleted
+    /// at the end of its pending window).
+    pub async fn remove_key(&self, key: &str) {
+        let url = format!("{}/_emulator/keys/{key}", env().kms_url);
+        let response = reqwest::Client::new().delete(url).send().await.expect("remove key");
+        assert!(response.status().is_success(), "removing {key}: {}", response.status());
+    }
+
+    /// The `KmsAlias` API of this namespace.
+    pub fn api(&self) -> &Api<KmsAlias> {
+        &self.api
+    }
+
     /// The object, if it exists.
     pub async fn get(&self, name: &str) -> Option<KmsAlias> {
         self.api.get_opt(name).await.expect("get KmsAlias")

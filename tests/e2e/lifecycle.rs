@@ -60,20 +60,6 @@ async fn deleting_the_object_deletes_the_alias() {
 }
 
 #[tokio::test]
-async fn delete_completes_when_alias_was_removed_out_of_band() {
-    let scene = Scene::new("delete-gone").await;
-    let key = scene.create_key().await;
-    let alias = scene.alias_name("app");
-    scene.apply("app", &alias, &key).await;
-    scene.wait_ready("app").await;
-
-    scene.kms().delete_alias(&alias).await.expect("out-of-band DeleteAlias");
-    scene.kubectl(&["delete", "kmsalias", "app", "--wait=false"]).await;
-    scene.wait_gone("app").await;
-    assert_eq!(scene.kms_target(&alias).await, None);
-}
-
-#[tokio::test]
 async fn unknown_key_reports_key_not_found_and_backs_off() {
     let scene = Scene::new("unknown-key").await;
     let missing = "key-hzz000000000000000000";

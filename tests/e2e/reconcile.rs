@@ -17,19 +17,10 @@ async fn wait_reason(scene: &Scene, name: &str, reason: &str, timeout: Duration)
     .await
 }
 
+/// The reasons of the Events about `name`, one line each.
 async fn events(scene: &Scene, name: &str) -> String {
-    let selector = format!("involvedObject.name={name}");
-    scene
-        .kubectl(&[
-            "get",
-            "events",
-            "--field-selector",
-            &selector,
-            "-o",
-            "custom-columns=REASON:.reason",
-            "--no-headers",
-        ])
-        .await
+    let events = scene.events(name).await;
+    events.into_iter().map(|(_, reason, _)| reason + "\n").collect()
 }
 
 #[tokio::test]
