@@ -192,13 +192,16 @@ impl Error {
         let mut cause = self.source();
         while let Some(err) = cause {
             text.push_str(": ");
-            match err.downcast_ref::<kms::Error>() {
-                Some(kms::Error::Api(api)) => {
-                    text.push_str(&format!("{}: {}", api.code, api.message));
-                    break;
-                }
-                _ => text.push_str(&without_request_ids(&err.to_string())),
+            if let Some(kms::Error::Api(api)) = err.downcast_ref::<kms::Error>() {
+                text.push_str(&format!("{}: {}", api.code, api.message));
+                break;
             }
+            if let Some(kube::Error::Api(status)) = err.downcast_ref::<kube::Error>() {
+                // kube's own text repeats the whole Status in debug form.
+                text.push_str(&format!("{} ({})", status.message, status.reason));
+                break;
+            }
+            text.push_str(&without_request_ids(&err.to_string()));
             cause = err.source();
         }
         text
@@ -232,7 +235,26 @@ fn without_request_ids(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_request_ids;
+    use super::{Error, without_request_ids};
+    use crate::providers::ProviderError;
+
+    #[test]
+    fn kubernetes_api_errors_read_as_their_message() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 404, "reason": "NotFound",
+            "message": "secrets \"tenant-ak\" not found",
+        }))
+        .expect("status");
+        let error = Error::Provider(Box::new(ProviderError::ReadSecret {
+            config: "tenant".into(),
+            secret: "team-y/tenant-ak".into(),
+            source: Box::new(kube::Error::Api(Box::new(status))),
+        }));
+        let message = error.user_message();
+        assert!(message.ends_with(": secrets \"tenant-ak\" not found (NotFound)"), "{message}");
+        assert!(message.contains("team-y/tenant-ak"), "{message}");
+        assert!(!message.contains("Status {"), "{message}");
+    }
 
     #[test]
     fn request_ids_are_dropped() {

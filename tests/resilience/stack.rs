@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub const REGION: &str = "cn-hangzhou";
-const ACCESS_KEY_ID: &str = "resilience-operator";
-const ACCESS_KEY_SECRET: &str = "resilience-operator-secret";
+pub const ACCESS_KEY_ID: &str = "resilience-operator";
+pub const ACCESS_KEY_SECRET: &str = "resilience-operator-secret";
 /// The AccessKey the tests use themselves, so the call log tells them apart from the operator.
 const OOB_KEY_ID: &str = "resilience-out-of-band";
 const OOB_KEY_SECRET: &str = "resilience-out-of-band-secret";
@@ -179,6 +179,11 @@ impl Stack {
             plane,
             _permit: permit,
         }
+    }
+
+    /// The emulator's URL.
+    pub fn kms_url(&self) -> &str {
+        &self.kms_url
     }
 
     /// A kube client; rebuilt by [`Stack::reconnect`] after an API server restart.
