@@ -196,7 +196,10 @@ impl Error {
                 text.push_str(&format!("{}: {}", api.code, api.message));
                 break;
             }
-            if let Some(kube::Error::Api(status)) = err.downcast_ref::<kube::Error>() {
+            let kube_error = err
+                .downcast_ref::<kube::Error>()
+                .or_else(|| err.downcast_ref::<Box<kube::Error>>().map(|boxed| &**boxed));
+            if let Some(kube::Error::Api(status)) = kube_error {
                 // kube's own text repeats the whole Status in debug form.
                 text.push_str(&format!("{} ({})", status.message, status.reason));
                 break;
