@@ -30,10 +30,7 @@ pub async fn apply(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result
     }
     let resync = match drift_interval(obj) {
         Ok(every) => every.unwrap_or(ctx.settings.resync),
-        Err(error) => {
-            report_failure(obj, ctx, api, &error).await;
-            return Err(error);
-        }
+        Err(error) => return Err(reported(obj, ctx, api, error).await),
     };
     match converge(obj, ctx, api, resync).await {
         Ok(confirmed) => {
@@ -43,14 +40,7 @@ pub async fn apply(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result
             status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
             Ok(Action::requeue(jittered(resync)))
         }
-        Err(error) if error.paced().is_some() => {
-            report_paced(obj, api).await;
-            Err(error)
-        }
-        Err(error) => {
-            report_failure(obj, ctx, api, &error).await;
-            Err(error)
-        }
+        Err(error) => Err(reported(obj, ctx, api, error).await),
     }
 }
 
@@ -77,6 +67,17 @@ fn parse_interval(text: &str) -> Option<Duration> {
     };
     let secs = number.parse::<u64>().ok()?.checked_mul(scale)?;
     (secs >= 10).then(|| Duration::from_secs(secs))
+}
+
+/// Shows a failed step in status (held back by the budget, or failed) and hands the error on
+/// to the error policy.
+async fn reported(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, error: Error) -> Error {
+    if error.paced().is_some() {
+        report_paced(obj, api).await;
+    } else {
+        report_failure(obj, ctx, api, &error).await;
+    }
+    error
 }
 
 /// Records a failure in status, and in a Warning event when the reason is new. Best effort:
@@ -351,15 +352,8 @@ pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Resu
             forget_ownership(obj, api, alias).await;
             Ok(Action::await_change())
         }
-        Err(error) if error.paced().is_some() => {
-            report_paced(obj, api).await;
-            Err(error)
-        }
-        Err(error) => {
-            // Best effort: during namespace teardown the status write may fail too.
-            report_failure(obj, ctx, api, &error).await;
-            Err(error)
-        }
+        // Best effort: during namespace teardown the status write may fail too.
+        Err(error) => Err(reported(obj, ctx, api, error).await),
     }
 }
 
