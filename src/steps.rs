@@ -82,7 +82,7 @@ async fn reported(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, error: Err
 
 /// Records a failure in status, and in a Warning event when the reason is new. Best effort:
 /// neither failing stops the caller.
-pub async fn report_failure(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, error: &Error) {
+async fn report_failure(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, error: &Error) {
     let verdict = Verdict {
         ready: false,
         reason: error.reason(),

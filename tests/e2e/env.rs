@@ -5,18 +5,17 @@
 //! test binary. Each test builds its own kube and KMS clients: clients are tied to the tokio
 //! runtime that made them, and every `#[tokio::test]` has its own.
 
+pub use crate::common::{Call, REGION, calls_at, wait_for};
+use crate::common::{install_crds, kubectl, kubectl_ok, operator_args};
 use kms_alias_operator::crd::KmsAlias;
 use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
 use kms_alias_operator::testenv::{ControlPlane, Supervised};
 use kube::api::{Api, PostParams};
-use serde::Deserialize;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
-pub const REGION: &str = "cn-hangzhou";
 pub const ACCESS_KEY_ID: &str = "e2e-operator";
 pub const ACCESS_KEY_SECRET: &str = "e2e-operator-secret";
 /// The AccessKey tests use for out-of-band changes, so the call log tells them apart.
@@ -60,44 +59,18 @@ pub fn env() -> &'static Env {
 /// Starts a `kms-emulator` process logging to `dir/kms-emulator-<name>.log`; returns it and
 /// its URL once it listens.
 pub async fn spawn_emulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, String) {
-    let port_file = dir.join(format!("emulator-{name}.port"));
-    let mut all = vec![
-        "--listen=127.0.0.1:0".to_owned(),
-        format!("--port-file={}", port_file.display()),
-        format!("--region={REGION}"),
-    ];
+    let mut all = vec![format!("--region={REGION}")];
     all.extend(args.iter().map(|a| (*a).to_owned()));
-    let log = if name == "shared" {
-        dir.join("kms-emulator.log")
-    } else {
-        dir.join(format!("kms-emulator-{name}.log"))
-    };
-    let emulator = Supervised::spawn("kms-emulator", target_bin("kms-emulator"), all, vec![], log)
-        .expect("emulator starts");
-    let port = wait_for("emulator port file", Duration::from_secs(30), || async {
-        std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty())
-    })
-    .await;
-    (emulator, format!("http://127.0.0.1:{}", port.trim()))
-}
-
-fn target_bin(name: &str) -> PathBuf {
-    kms_alias_operator::testenv::crate_binary(name).expect("test executable path")
+    let log = dir.join(format!("kms-emulator-{name}.log"));
+    crate::common::spawn_emulator(dir, name, &all, vec![], &log).await
 }
 
 impl Env {
     async fn start() -> Env {
         let plane = ControlPlane::start().await.unwrap_or_else(|e| panic!("control plane: {e}"));
         let dir = plane.dir().to_path_buf();
-        let kubectl = plane.bin_dir().join("kubectl");
-        let kubeconfig = plane.kubeconfig().display().to_string();
-        let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
-        run(&kubectl, &["--kubeconfig", &kubeconfig, "apply", "-f", crd]).await;
-        let crd_name = "crd/kmsaliases.kms.aliasoperator.dev";
-        let established = "--for=condition=Established";
-        run(&kubectl, &["--kubeconfig", &kubeconfig, "wait", established, crd_name]).await;
+        install_crds(&plane).await;
 
-        let emulator_log = dir.join("kms-emulator.log");
         let (emulator, kms_url) = spawn_emulator(
             &dir,
             "shared",
@@ -108,30 +81,19 @@ impl Env {
             ],
         )
         .await;
+        let emulator_log = dir.join("kms-emulator-shared.log");
 
         let operator_log = dir.join("kms-alias-operator.log");
-        let operator = Supervised::spawn(
-            "kms-alias-operator",
-            target_bin("kms-alias-operator"),
-            [
-                "run",
-                &format!("--region={REGION}"),
-                &format!("--kms-endpoint={kms_url}"),
-                "--allow-insecure-http",
-                "--http-addr=127.0.0.1:0",
-                "--resync-secs=120",
-            ]
-            .map(String::from)
-            .to_vec(),
+        let operator = crate::common::spawn_operator(
+            operator_args(&kms_url, &[]),
             vec![
-                ("KUBECONFIG".into(), kubeconfig.clone()),
+                ("KUBECONFIG".into(), plane.kubeconfig().display().to_string()),
                 ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
                 ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
                 ("RUST_LOG".into(), "info,kms_alias_operator=debug".into()),
             ],
             &operator_log,
-        )
-        .expect("operator starts");
+        );
         Env { plane, kms_url, operator_log, emulator_log, _emulator: emulator, _operator: operator }
     }
 
@@ -144,47 +106,6 @@ impl Env {
     pub fn operator_log(&self) -> &Path {
         &self.operator_log
     }
-}
-
-async fn run(program: &Path, args: &[&str]) -> Output {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("failed to run {}: {e}", program.display()));
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed: {}",
-        program.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// Polls `probe` every 200 ms until it yields a value; panics naming `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let found = kms_alias_operator::testenv::poll(timeout, probe).await;
-    found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
-}
-
-/// The whole call log of the emulator at `url`.
-pub async fn calls_at(url: &str) -> Vec<Call> {
-    let response = reqwest::get(format!("{url}/_emulator/calls")).await.expect("call log");
-    response.json().await.expect("call log JSON")
-}
-
-/// One entry of the emulator's call log.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Call {
-    pub action: String,
-    pub access_key_id: String,
-    pub params: std::collections::BTreeMap<String, String>,
-    pub code: String,
 }
 
 /// A fresh namespace with clients for one test.
@@ -243,21 +164,7 @@ impl Scene {
 
     /// `kubectl apply -f -` with `manifest` on stdin; returns the output, success or not.
     pub async fn kubectl_apply(&self, manifest: &str) -> Output {
-        use tokio::io::AsyncWriteExt;
-        let env = env();
-        let mut child = tokio::process::Command::new(env.plane.bin_dir().join("kubectl"))
-            .arg("--kubeconfig")
-            .arg(env.plane.kubeconfig())
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn kubectl");
-        let mut stdin = child.stdin.take().expect("kubectl stdin");
-        stdin.write_all(manifest.as_bytes()).await.expect("write manifest");
-        drop(stdin);
-        child.wait_with_output().await.expect("kubectl output")
+        kubectl(&env().plane, &["apply", "-f", "-"], Some(manifest)).await
     }
 
     /// Applies a `KmsAlias` and asserts kubectl accepted it.
@@ -269,20 +176,12 @@ impl Scene {
 
     /// Runs kubectl in this namespace, asserts success and returns stdout.
     pub async fn kubectl(&self, args: &[&str]) -> String {
-        let env = env();
-        let kubeconfig = env.plane.kubeconfig().display().to_string();
-        let mut all = vec!["--kubeconfig", &kubeconfig, "-n", &self.ns];
-        all.extend_from_slice(args);
-        let output = run(&env.plane.bin_dir().join("kubectl"), &all).await;
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        kubectl_ok(&env().plane, &[&["-n", self.ns.as_str()][..], args].concat()).await
     }
 
     /// Runs kubectl in this namespace and returns its output, success or not.
     pub async fn kubectl_output(&self, args: &[&str]) -> Output {
-        let env = env();
-        let mut command = tokio::process::Command::new(env.plane.bin_dir().join("kubectl"));
-        command.arg("--kubeconfig").arg(env.plane.kubeconfig()).args(["-n", &self.ns]);
-        command.args(args).output().await.expect("run kubectl")
+        kubectl(&env().plane, &[&["-n", self.ns.as_str()][..], args].concat(), None).await
     }
 
     /// The Events about object `name`: `(type, reason, count)` each.
@@ -434,6 +333,6 @@ impl Scene {
 
     /// How many operator calls of any action carried `value` as a parameter.
     pub async fn count_calls_naming(&self, value: &str) -> usize {
-        self.calls().await.iter().filter(|c| c.params.values().any(|v| v == value)).count()
+        self.calls().await.iter().filter(|c| c.names(value)).count()
     }
 }

@@ -3,6 +3,8 @@
 
 mod admission;
 mod cases;
+#[path = "../common/mod.rs"]
+mod common;
 mod env;
 mod lifecycle;
 mod providers;

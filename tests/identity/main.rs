@@ -15,6 +15,8 @@
 //! tokens the test used, for security-token and JWT shapes, and for `Signature=`.
 
 mod chart;
+#[path = "../common/mod.rs"]
+mod common;
 mod rotation;
 mod rrsa;
 mod stack;

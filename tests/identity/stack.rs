@@ -5,6 +5,8 @@
 //! the test binary; dropping the values stops the processes, and the control plane's
 //! temporary directory (which also holds the emulator's and operator's files) goes last.
 
+pub use crate::common::{Call, REGION, wait_for};
+use crate::common::{calls_at, install_crds, kubectl_ok, operator_args, spawn_emulator};
 use kms_alias_operator::crd::KmsAlias;
 use kms_alias_operator::kms::credentials::{
     ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ASSUME_ROLE_ARN, ENV_CREDENTIALS_FILE,
@@ -15,36 +17,18 @@ use kms_alias_operator::kms::credentials::{
 use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
 use kms_alias_operator::testenv::{ControlPlane, Supervised};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-pub const REGION: &str = "cn-hangzhou";
 /// The emulator's default account.
 pub const ACCOUNT_UID: &str = "1234567890123456";
 /// Namespace of the test's `KmsAlias` objects.
 pub const NAMESPACE: &str = "default";
 /// How long an object may take to reach a condition.
 pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Polls `probe` every 200 ms until it yields a value; panics naming `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let found = kms_alias_operator::testenv::poll(timeout, probe).await;
-    found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
-}
-
-/// A binary of this crate; integration tests are built next to them.
-fn target_bin(name: &str) -> PathBuf {
-    kms_alias_operator::testenv::crate_binary(name).expect("test executable path")
-}
 
 /// Replaces `path` the way a careful writer does: a temporary file, then a rename, so a reader
 /// never sees half a file.
@@ -80,17 +64,8 @@ pub struct Cluster {
 impl Cluster {
     pub async fn start() -> Cluster {
         let plane = ControlPlane::start().await.unwrap_or_else(|e| panic!("control plane: {e}"));
-        let cluster = Cluster { plane };
-        cluster.kubectl(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")]).await;
-        cluster
-            .kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                "crd/kmsaliases.kms.aliasoperator.dev",
-                "crd/kmsproviderconfigs.kms.aliasoperator.dev",
-            ])
-            .await;
-        cluster
+        install_crds(&plane).await;
+        Cluster { plane }
     }
 
     /// The control plane's working directory; the test keeps its files there too.
@@ -104,13 +79,7 @@ impl Cluster {
 
     /// Runs kubectl, asserts success and returns stdout.
     pub async fn kubectl(&self, args: &[&str]) -> String {
-        let output = self.plane.kubectl().args(args).output().await.expect("run kubectl");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        kubectl_ok(&self.plane, args).await
     }
 
     /// A service-account token from the TokenRequest API, as the kubelet projects it for RRSA.
@@ -191,23 +160,6 @@ impl Aliases {
     }
 }
 
-/// One entry of the emulator's call log.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Call {
-    pub seq: u64,
-    pub action: String,
-    pub access_key_id: String,
-    pub params: BTreeMap<String, String>,
-    pub code: String,
-}
-
-impl Call {
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.get(name).map(String::as_str)
-    }
-}
-
 /// A `kms-emulator` process started from a config file.
 pub struct Emulator {
     pub url: String,
@@ -222,22 +174,10 @@ impl Emulator {
         let config_file = dir.join(format!("emulator-{name}.yaml"));
         let yaml = serde_yaml::to_string(config).expect("config YAML");
         std::fs::write(&config_file, yaml).expect("write emulator config");
-        let port_file = dir.join(format!("emulator-{name}.port"));
         let log = dir.join(format!("kms-emulator-{name}.log"));
-        let args = vec![
-            "--listen=127.0.0.1:0".to_owned(),
-            format!("--port-file={}", port_file.display()),
-            format!("--config={}", config_file.display()),
-        ];
+        let args = [format!("--config={}", config_file.display())];
         let env = vec![("RUST_LOG".to_owned(), "info,kms_alias_operator=debug".to_owned())];
-        let process =
-            Supervised::spawn("kms-emulator", target_bin("kms-emulator"), args, env, &log)
-                .expect("emulator starts");
-        let port = wait_for("emulator port file", Duration::from_secs(30), || async {
-            std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty())
-        })
-        .await;
-        let url = format!("http://127.0.0.1:{}", port.trim());
+        let (process, url) = spawn_emulator(dir, name, &args, env, &log).await;
         Emulator { url, log, http: reqwest::Client::new(), _process: process }
     }
 
@@ -254,8 +194,7 @@ impl Emulator {
 
     /// The whole call log.
     pub async fn calls(&self) -> Vec<Call> {
-        let response = self.http.get(format!("{}/_emulator/calls", self.url)).send().await;
-        response.expect("call log").json().await.expect("call log JSON")
+        calls_at(&self.url).await
     }
 
     /// The calls after sequence number `seq`.
@@ -345,24 +284,8 @@ impl Operator {
         for (name, value) in env {
             vars.insert((*name).to_owned(), value.clone());
         }
-        let args = [
-            "run",
-            &format!("--region={REGION}"),
-            &format!("--kms-endpoint={kms_url}"),
-            "--allow-insecure-http",
-            "--http-addr=127.0.0.1:0",
-            "--resync-secs=120",
-        ]
-        .map(String::from)
-        .to_vec();
-        let process = Supervised::spawn(
-            "kms-alias-operator",
-            target_bin("kms-alias-operator"),
-            args,
-            vars.into_iter().collect(),
-            &log,
-        )
-        .expect("operator starts");
+        let args = operator_args(kms_url, &[]);
+        let process = crate::common::spawn_operator(args, vars.into_iter().collect(), &log);
         Operator { log, home, process }
     }
 

@@ -7,6 +7,8 @@
 //! `KMS_TESTENV_BIN_DIR=$(hack/build-control-plane.sh) cargo test --test resilience`; add
 //! `-- --nocapture` to see the measured timings.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod finalizers;
 mod namespace;
 mod restart;

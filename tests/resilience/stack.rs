@@ -6,18 +6,17 @@
 //! runs under the harness's watchdog, so nothing outlives the test binary; dropping a [`Stack`]
 //! kills its processes.
 
+pub use crate::common::{Call, REGION, wait_for};
+use crate::common::{calls_at, install_crds, kubectl, kubectl_ok, operator_args, spawn_emulator};
 use kms_alias_operator::crd::KmsAlias;
 use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
 use kms_alias_operator::testenv::{ControlPlane, Supervised};
 use kube::api::Api;
-use serde::Deserialize;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-pub const REGION: &str = "cn-hangzhou";
 pub const ACCESS_KEY_ID: &str = "resilience-operator";
 pub const ACCESS_KEY_SECRET: &str = "resilience-operator-secret";
 /// The AccessKey the tests use themselves, so the call log tells them apart from the operator.
@@ -27,40 +26,6 @@ const OOB_KEY_SECRET: &str = "resilience-out-of-band-secret";
 /// How many stacks may run at once. Each is several processes, and starting an API server is
 /// CPU-heavy; on a small machine, too many at once would eat into the time limits under test.
 static STACKS: Semaphore = Semaphore::const_new(3);
-
-/// Polls `probe` every 200 ms until it yields a value; panics naming `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let found = kms_alias_operator::testenv::poll(timeout, probe).await;
-    found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
-}
-
-/// A binary of this crate; integration tests are built next to them.
-fn target_bin(name: &str) -> PathBuf {
-    kms_alias_operator::testenv::crate_binary(name).expect("test executable path")
-}
-
-/// One entry of the emulator's call log.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Call {
-    /// Milliseconds since the Unix epoch when the emulator received the call.
-    pub time_ms: u64,
-    pub action: String,
-    pub access_key_id: String,
-    pub params: std::collections::BTreeMap<String, String>,
-    pub code: String,
-}
-
-impl Call {
-    /// Whether the call carried `value` as any parameter (an alias name, a key id).
-    pub fn names(&self, value: &str) -> bool {
-        self.params.values().any(|v| v == value)
-    }
-}
 
 /// How a test's stack differs from the default one.
 #[derive(Default)]
@@ -114,36 +79,21 @@ impl Stack {
             .await
             .unwrap_or_else(|e| panic!("control plane: {e}"));
         let dir = plane.dir().to_path_buf();
-        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
-        kubectl_ok(&plane, &["apply", "-f", crds]).await;
-        kubectl_ok(
-            &plane,
-            &["wait", "--for=condition=Established", "crd/kmsaliases.kms.aliasoperator.dev"],
-        )
-        .await;
+        install_crds(&plane).await;
 
-        let (emulator, kms_url) = spawn_emulator(&dir, options.emulator_args).await;
+        let mut emulator_args = vec![
+            format!("--region={REGION}"),
+            format!("--access-key={ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}"),
+            format!("--access-key={OOB_KEY_ID}:{OOB_KEY_SECRET}"),
+        ];
+        emulator_args.extend(options.emulator_args.iter().map(|a| (*a).to_owned()));
+        let emulator_log = dir.join("kms-emulator.log");
+        let (emulator, kms_url) =
+            spawn_emulator(&dir, "stack", &emulator_args, vec![], &emulator_log).await;
         let operator_log = dir.join("kms-alias-operator.log");
         let kubeconfig = plane.kubeconfig().display().to_string();
-        let mut args: Vec<String> = [
-            "run",
-            &format!("--region={REGION}"),
-            &format!("--kms-endpoint={kms_url}"),
-            "--allow-insecure-http",
-            "--http-addr=127.0.0.1:0",
-            "--resync-secs=120",
-        ]
-        .map(String::from)
-        .to_vec();
-        for extra in options.operator_args {
-            let flag = extra.split('=').next().unwrap_or(extra);
-            args.retain(|a| a.split('=').next() != Some(flag));
-            args.push((*extra).to_owned());
-        }
-        let operator = Supervised::spawn(
-            "kms-alias-operator",
-            target_bin("kms-alias-operator"),
-            args,
+        let operator = crate::common::spawn_operator(
+            operator_args(&kms_url, options.operator_args),
             vec![
                 ("KUBECONFIG".into(), kubeconfig),
                 ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
@@ -156,8 +106,7 @@ impl Stack {
                 ),
             ],
             &operator_log,
-        )
-        .expect("operator starts");
+        );
 
         let client = plane.client().await.expect("kube client");
         let config = ClientConfig {
@@ -238,9 +187,7 @@ impl Stack {
 
     /// The calls the operator made, from the emulator's call log.
     pub async fn operator_calls(&self) -> Vec<Call> {
-        let url = format!("{}/_emulator/calls", self.kms_url);
-        let calls: Vec<Call> =
-            reqwest::get(url).await.expect("call log").json().await.expect("call log JSON");
+        let calls = calls_at(&self.kms_url).await;
         calls.into_iter().filter(|c| c.access_key_id == ACCESS_KEY_ID).collect()
     }
 
@@ -382,57 +329,6 @@ pub fn manifest(
         value["metadata"]["finalizers"] = serde_json::json!(finalizers);
     }
     value
-}
-
-/// Starts a `kms-emulator` process; returns it and its URL once it listens.
-async fn spawn_emulator(dir: &Path, extra: &[&str]) -> (Supervised, String) {
-    let port_file = dir.join("emulator.port");
-    let mut args = vec![
-        "--listen=127.0.0.1:0".to_owned(),
-        format!("--port-file={}", port_file.display()),
-        format!("--region={REGION}"),
-        format!("--access-key={ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}"),
-        format!("--access-key={OOB_KEY_ID}:{OOB_KEY_SECRET}"),
-    ];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let log = dir.join("kms-emulator.log");
-    let emulator = Supervised::spawn("kms-emulator", target_bin("kms-emulator"), args, vec![], log)
-        .expect("emulator starts");
-    let port = wait_for("emulator port file", Duration::from_secs(30), || async {
-        std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty())
-    })
-    .await;
-    (emulator, format!("http://127.0.0.1:{}", port.trim()))
-}
-
-async fn kubectl(plane: &ControlPlane, args: &[&str], stdin: Option<&str>) -> Output {
-    use tokio::io::AsyncWriteExt;
-    let mut command = plane.kubectl();
-    command
-        .args(args)
-        .stdin(if stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("spawn kubectl");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("kubectl stdin");
-        pipe.write_all(text.as_bytes()).await.expect("write kubectl stdin");
-    }
-    child.wait_with_output().await.expect("kubectl output")
-}
-
-async fn kubectl_ok(plane: &ControlPlane, args: &[&str]) -> String {
-    let output = kubectl(plane, args, None).await;
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The last `lines` lines of a file.
