@@ -191,20 +191,15 @@ impl Error {
         let mut text = self.to_string();
         let mut cause = self.source();
         while let Some(err) = cause {
-            text.push_str(": ");
             if let Some(kms::Error::Api(api)) = err.downcast_ref::<kms::Error>() {
-                text.push_str(&format!("{}: {}", api.code, api.message));
+                text.push_str(&format!(": {}: {}", api.code, api.message));
                 break;
             }
-            let kube_error = err
-                .downcast_ref::<kube::Error>()
-                .or_else(|| err.downcast_ref::<Box<kube::Error>>().map(|boxed| &**boxed));
-            if let Some(kube::Error::Api(status)) = kube_error {
-                // kube's own text repeats the whole Status in debug form.
-                text.push_str(&format!("{} ({})", status.message, status.reason));
+            let (own, last) = own_text(err);
+            push_cause(&mut text, &without_request_ids(&own));
+            if last {
                 break;
             }
-            text.push_str(&without_request_ids(&err.to_string()));
             cause = err.source();
         }
         text
@@ -212,15 +207,42 @@ impl Error {
 }
 
 /// An error and its whole source chain on one line, `outer: cause: root cause`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let (mut text, mut last) = own_text(error);
     let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+    while let (false, Some(cause)) = (last, source) {
+        let own;
+        (own, last) = own_text(cause);
+        push_cause(&mut text, &own);
         source = cause.source();
     }
     text
+}
+
+fn push_cause(text: &mut String, cause: &str) {
+    if !cause.is_empty() {
+        text.push_str(": ");
+        text.push_str(cause);
+    }
+}
+
+/// What one error of a chain says itself, and whether the chain should end with it. Many
+/// errors repeat their source's text after their own; that part is dropped, since the source
+/// follows. A Kubernetes API error reads as its message and reason, not as kube's dump of the
+/// whole `Status`, and ends the chain (the `Status` under it says the same).
+fn own_text(err: &(dyn std::error::Error + 'static)) -> (String, bool) {
+    let kube_error = err
+        .downcast_ref::<kube::Error>()
+        .or_else(|| err.downcast_ref::<Box<kube::Error>>().map(|boxed| &**boxed));
+    if let Some(kube::Error::Api(status)) = kube_error {
+        return (format!("{} ({})", status.message, status.reason), true);
+    }
+    let text = err.to_string();
+    let inner = err.source().map(|source| source.to_string()).unwrap_or_default();
+    match text.strip_suffix(inner.as_str()) {
+        Some(head) if !inner.is_empty() => (head.trim_end_matches([':', ' ']).to_owned(), false),
+        _ => (text, false),
+    }
 }
 
 /// Drops ` (request id …)` parts, which change on every retry and would make status churn.
@@ -240,6 +262,20 @@ fn without_request_ids(text: &str) -> String {
 mod tests {
     use super::{Error, without_request_ids};
     use crate::providers::ProviderError;
+
+    #[test]
+    fn a_source_repeated_in_its_parent_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to remove finalizer: {0}")]
+        struct Outer(#[source] kube::Error);
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "code": 422, "reason": "Invalid", "message": "the list moved",
+        }))
+        .expect("status");
+        let error = Outer(kube::Error::Api(Box::new(status)));
+        let text = super::error_chain(&error);
+        assert_eq!(text, "failed to remove finalizer: the list moved (Invalid)");
+    }
 
     #[test]
     fn kubernetes_api_errors_read_as_their_message() {
