@@ -382,6 +382,11 @@ impl Supervised {
     pub async fn stop(&mut self, grace: Duration) -> Result<(), Error> {
         self.server.stop(grace).await
     }
+
+    /// Kills the program at once (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
 }
 
 /// Polls `probe` every 200 ms until it yields a value, or gives `None` once `timeout` passed.

@@ -1,6 +1,7 @@
-//! Resilience tests (cases 1 in part, 9, 10, 12 and 13 of `../shared/cases.md`): a CRD without
-//! its rules, namespace teardown with the namespace controller, a throttling storm, API server
-//! restarts and outages with the liveness probe, and finalizer races.
+//! Resilience tests (cases 1 in part, 9, 10, 12 and 13 of `../shared/cases.md`, and crash
+//! safety): a CRD without its rules, an operator killed between a CreateAlias and its answer,
+//! namespace teardown with the namespace controller, a throttling storm, API server restarts
+//! and outages with the liveness probe, and finalizer races.
 //!
 //! Each test starts its own control plane, emulator and operator (see `stack.rs`), so a test
 //! may stop or restart its API server without disturbing the others. Run with
@@ -9,6 +10,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod crash;
 mod finalizers;
 mod namespace;
 mod restart;

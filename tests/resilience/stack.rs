@@ -43,6 +43,8 @@ pub struct Stack {
     // Fields drop in order: the operator and the emulator die first, then the control plane,
     // and the permit for the next stack goes last.
     operator: Supervised,
+    /// How the operator was started, to start it again.
+    operator_command: (Vec<String>, Vec<(String, String)>),
     _emulator: Supervised,
     client: kube::Client,
     kms: kms::Client,
@@ -92,7 +94,7 @@ impl Stack {
             spawn_emulator(&dir, "stack", &emulator_args, vec![], &emulator_log).await;
         let operator_log = dir.join("kms-alias-operator.log");
         let kubeconfig = plane.kubeconfig().display().to_string();
-        let operator = crate::common::spawn_operator(
+        let operator_command = (
             operator_args(&kms_url, options.operator_args),
             vec![
                 ("KUBECONFIG".into(), kubeconfig),
@@ -105,8 +107,9 @@ impl Stack {
                         .into(),
                 ),
             ],
-            &operator_log,
         );
+        let (args, env) = operator_command.clone();
+        let operator = crate::common::spawn_operator(args, env, &operator_log);
 
         let client = plane.client().await.expect("kube client");
         let config = ClientConfig {
@@ -120,6 +123,7 @@ impl Stack {
         println!("stack up in {:.1?} (dir {})", started.elapsed(), dir.display());
         Stack {
             operator,
+            operator_command,
             _emulator: emulator,
             client,
             kms,
@@ -153,6 +157,17 @@ impl Stack {
     /// Path of the operator's log.
     pub fn operator_log(&self) -> &Path {
         &self.operator_log
+    }
+
+    /// Kills the operator at once (SIGKILL), as a crash or an OOM kill would.
+    pub fn crash_operator(&mut self) {
+        self.operator.kill();
+    }
+
+    /// Starts the operator again as it was first started; its log goes on in the same file.
+    pub fn restart_operator(&mut self) {
+        let (args, env) = self.operator_command.clone();
+        self.operator = crate::common::spawn_operator(args, env, &self.operator_log);
     }
 
     /// Asserts the operator process is still running.
