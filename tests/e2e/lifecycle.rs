@@ -11,7 +11,10 @@ async fn create_becomes_ready_and_points_alias_at_key() {
     let alias = scene.alias_name("app");
     scene.apply("app", &alias, &key).await;
 
-    let obj = scene.wait_ready("app").await;
+    // What users and CI pipelines wait with.
+    let wait = ["wait", "--for=condition=Ready", "kmsalias/app", "--timeout=30s"];
+    scene.kubectl(&wait).await;
+    let obj = scene.get("app").await.expect("object");
     let status = obj.status.as_ref().expect("status");
     assert_eq!(status.key_id.as_deref(), Some(key.as_str()));
     assert_eq!(status.alias_name.as_deref(), Some(alias.as_str()));
@@ -73,6 +76,8 @@ async fn unknown_key_reports_key_not_found_and_backs_off() {
     .await;
     let ready = obj.ready_condition().expect("Ready");
     assert_eq!(ready.status, "False");
+    // kstatus: only a change outside the operator can help, and tools can wait for that.
+    scene.kubectl(&["wait", "--for=condition=Stalled", "kmsalias/early", "--timeout=10s"]).await;
     assert!(ready.message.contains(missing), "message names the key: {}", ready.message);
 
     // Watch the retries for a while: a fixed fast retry would make dozens of calls.
