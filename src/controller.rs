@@ -63,8 +63,9 @@ pub struct Context {
     /// Every `KmsAlias`, as the controller's watch sees them: who else claims an alias.
     pub aliases: reflector::Store<KmsAlias>,
     writer: Mutex<Option<reflector::store::Writer<KmsAlias>>>,
-    /// Consecutive failures per object, for per-object exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<KmsAlias>, u32>>,
+    /// Consecutive failures per object and whether they were transient, for per-object
+    /// exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<KmsAlias>, Failures>>,
 }
 
 impl Context {
@@ -90,7 +91,7 @@ impl Context {
         }
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<KmsAlias>, u32>> {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<KmsAlias>, Failures>> {
         // A poisoned map only holds counters; keep using it.
         self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -232,12 +233,8 @@ pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Act
         let wait = wait.min(ctx.settings.transient_backoff_cap);
         return Action::requeue(wait.mul_f64(rand::rng().random_range(0.8..1.3)));
     }
-    let failures = {
-        let mut map = ctx.failures();
-        let count = map.entry(ObjectRef::from_obj(&*obj)).or_default();
-        *count = count.saturating_add(1);
-        *count
-    };
+    let transient = error.is_transient();
+    let failures = ctx.failures().entry(ObjectRef::from_obj(&*obj)).or_default().add(transient);
     let reason = error.reason();
     let message = error.user_message();
     let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
@@ -250,10 +247,30 @@ pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Act
         warn!(%namespace, %name, reason, error = %message, "checking again later");
         return Action::requeue(jittered(every));
     }
-    let delay = retry_delay(error.is_transient(), failures, &ctx.settings);
+    let delay = retry_delay(transient, failures, &ctx.settings);
     warn!(%namespace, %name, reason, error = %message, failures, retry_in_s = delay.as_secs_f32(),
         "reconcile failed");
     Action::requeue(delay)
+}
+
+/// An object's run of failures of one kind, transient or not.
+#[derive(Debug, Default)]
+struct Failures {
+    count: u32,
+    transient: bool,
+}
+
+impl Failures {
+    /// Counts one more failure and returns the length of the run. A failure of the other kind
+    /// starts a new run: a key found missing after a throttling storm is retried on the
+    /// schedule of a missing key, not where the storm's backoff had got to.
+    fn add(&mut self, transient: bool) -> u32 {
+        if self.transient != transient {
+            *self = Self { count: 0, transient };
+        }
+        self.count = self.count.saturating_add(1);
+        self.count
+    }
 }
 
 /// Delay before retry number `failures` (1-based): doubling from a base, capped, ±25 % jitter
@@ -276,6 +293,15 @@ pub(crate) fn jittered(period: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_of_the_other_kind_starts_a_new_run() {
+        let mut failures = Failures::default();
+        assert_eq!((failures.add(true), failures.add(true), failures.add(true)), (1, 2, 3));
+        assert_eq!(failures.add(false), 1, "terminal after transient");
+        assert_eq!(failures.add(false), 2);
+        assert_eq!(failures.add(true), 1, "transient after terminal");
+    }
 
     #[test]
     fn retry_delay_doubles_and_caps() {
