@@ -66,6 +66,9 @@ pub struct Context {
     /// Consecutive failures per object and whether they were transient, for per-object
     /// exponential backoff.
     failures: Mutex<HashMap<ObjectRef<KmsAlias>, Failures>>,
+    /// Objects to reconcile soon, out of turn: see [`Context::nudge`].
+    nudges: futures::channel::mpsc::UnboundedSender<ObjectRef<KmsAlias>>,
+    nudged: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<ObjectRef<KmsAlias>>>>,
 }
 
 impl Context {
@@ -79,6 +82,7 @@ impl Context {
         let reporter = Reporter { controller: status::MANAGER.into(), instance: None };
         let recorder = Recorder::new(client.clone(), reporter);
         let (aliases, writer) = reflector::store();
+        let (nudges, nudged) = futures::channel::mpsc::unbounded();
         Self {
             client,
             providers,
@@ -88,7 +92,16 @@ impl Context {
             aliases,
             writer: Mutex::new(Some(writer)),
             failures: Mutex::default(),
+            nudges,
+            nudged: Mutex::new(Some(nudged)),
         }
+    }
+
+    /// Asks for `obj` to be reconciled soon, whatever its requeue time: another object's
+    /// change concerns it (it now holds an alias `obj` also claims).
+    pub(crate) fn nudge(&self, obj: &KmsAlias) {
+        // Only fails once the controller has stopped, when nothing needs waking.
+        let _ = self.nudges.unbounded_send(ObjectRef::from_obj(obj));
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<KmsAlias>, Failures>> {
@@ -119,8 +132,9 @@ pub async fn run(
 ) {
     let api: Api<KmsAlias> = Api::all(ctx.client.clone());
     let reader = ctx.aliases.clone();
-    let Some(writer) = ctx.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
-    else {
+    let writer = ctx.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let nudged = ctx.nudged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let (Some(writer), Some(nudged)) = (writer, nudged) else {
         warn!("controller::run called twice on one context");
         return;
     };
@@ -140,6 +154,7 @@ pub async fn run(
         // The controller backs off on the stream's errors once more; same short policy.
         .trigger_backoff(WatchBackoff::default())
         .reconcile_all_on(config_changes)
+        .reconcile_on(nudged)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -209,6 +209,16 @@ pub struct Providers {
     observer: Arc<dyn CallObserver>,
     timeout: Duration,
     cache: Mutex<HashMap<String, Cached>>,
+    /// `region:account` each config was seen to reach, learned from ARNs KMS returned.
+    scopes: Mutex<HashMap<String, String>>,
+}
+
+/// The `region:account` part of a KMS ARN (`acs:kms:<region>:<account>:...`).
+pub fn arn_scope(arn: &str) -> Option<String> {
+    let mut parts = arn.strip_prefix("acs:kms:")?.splitn(3, ':');
+    let (region, account) = (parts.next()?, parts.next()?);
+    (!region.is_empty() && !account.is_empty() && parts.next().is_some())
+        .then(|| format!("{region}:{account}"))
 }
 
 impl Providers {
@@ -231,7 +241,23 @@ impl Providers {
             observer,
             timeout,
             cache: Mutex::default(),
+            scopes: Mutex::default(),
         }
+    }
+
+    /// Records the account and region config `config` reaches, from an ARN KMS returned to
+    /// one of its clients. Two configs may reach one account: objects are told apart by this,
+    /// not by config name, when they claim an alias.
+    pub fn learn_scope(&self, config: &str, arn: &str) {
+        if let Some(scope) = arn_scope(arn) {
+            let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+            scopes.insert(config.to_owned(), scope);
+        }
+    }
+
+    /// The `region:account` config `config` reaches, once learned.
+    pub fn scope(&self, config: &str) -> Option<String> {
+        self.scopes.lock().unwrap_or_else(PoisonError::into_inner).get(config).cloned()
     }
 
     /// The config name an object uses.

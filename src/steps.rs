@@ -8,7 +8,7 @@
 use crate::controller::{Context, jittered};
 use crate::crd::{ANNOTATION_DRIFT_INTERVAL, DeletionPolicy, DriftPolicy, KmsAlias, PendingCreate};
 use crate::kms::{self, ErrorKind, KeyArn, KeyMetadata, KeyState};
-use crate::providers::Providers;
+use crate::providers::{Providers, arn_scope};
 use crate::reconcile::{Plan, plan};
 use crate::status::{self, Confirmed, Verdict, reason};
 use crate::validate::{self, KeyRef, RuleViolation};
@@ -34,10 +34,14 @@ pub async fn apply(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result
     };
     match converge(obj, ctx, api, resync).await {
         Ok(confirmed) => {
+            let owned_before = obj.status.as_ref().and_then(|s| s.alias_name.as_deref());
+            let newly_owned =
+                confirmed.alias_name.is_some() && owned_before != confirmed.alias_name.as_deref();
             let key = confirmed.key_id.clone().unwrap_or_default();
             let message = format!("alias {} points at key {key}", obj.spec.alias_name);
             let status = status::desired(obj, confirmed, &Verdict::ready(message));
             status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
+            nudge_rivals(obj, ctx, newly_owned);
             Ok(Action::requeue(jittered(resync)))
         }
         Err(error) => Err(reported(obj, ctx, api, error).await),
@@ -91,6 +95,12 @@ async fn report_failure(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, erro
     };
     let previous = obj.ready_condition().map(|c| c.reason.clone());
     let mut confirmed = Confirmed::from_status(obj);
+    if let Error::AliasClaimed { .. } = error {
+        // The other object holds the alias: this one must never delete or move it.
+        confirmed.alias_name = None;
+        confirmed.alias_arn = None;
+        confirmed.pending_create = None;
+    }
     if let Error::CreateAlias { alias, key, .. } = error {
         // The answer may be lost rather than negative: keep the marker written before it.
         confirmed.pending_create =
@@ -127,23 +137,87 @@ async fn report_paced(obj: &KmsAlias, api: &Api<KmsAlias>) {
     }
 }
 
+/// Where objects claim aliases: same provider config, or configs seen to reach the same
+/// account and region (two configs may hold different credentials of one account).
+struct Places<'a> {
+    ctx: &'a Context,
+    config: &'a str,
+    scope: Option<String>,
+}
+
+impl<'a> Places<'a> {
+    fn of(obj: &'a KmsAlias, ctx: &'a Context) -> Self {
+        let mut places = Self { ctx, config: Providers::config_name(obj), scope: None };
+        places.scope = places.scope_of(obj);
+        places
+    }
+
+    /// `region:account` of an object: from the alias ARN it recorded, else its config's.
+    fn scope_of(&self, o: &KmsAlias) -> Option<String> {
+        let recorded = o.status.as_ref().and_then(|s| s.alias_arn.as_deref());
+        recorded.and_then(arn_scope).or_else(|| self.ctx.providers.scope(Providers::config_name(o)))
+    }
+
+    /// Whether `o` is known to be in the same account and region.
+    fn same(&self, o: &KmsAlias) -> bool {
+        Providers::config_name(o) == self.config
+            || (self.scope.is_some() && self.scope_of(o) == self.scope)
+    }
+
+    /// Whether `o` may be: the same, or not yet known.
+    fn maybe_same(&self, o: &KmsAlias) -> bool {
+        self.same(o) || self.scope.is_none() || self.scope_of(o).is_none()
+    }
+}
+
+fn records(o: &KmsAlias, alias: &str) -> bool {
+    o.status.as_ref().and_then(|s| s.alias_name.as_deref()) == Some(alias)
+}
+
 /// The winner among objects claiming the same alias in the same account and region, if it is
 /// not `obj`: the one that recorded ownership, else the oldest, else the first by
 /// namespace/name.
 fn other_claimant(obj: &KmsAlias, ctx: &Context) -> Option<String> {
-    let config = Providers::config_name(obj);
     let alias = &obj.spec.alias_name;
-    let owns = |o: &KmsAlias| o.status.as_ref().and_then(|s| s.alias_name.as_ref()) == Some(alias);
-    let rank =
-        |o: &KmsAlias| (!owns(o), o.creation_timestamp().map(|t| t.0), o.namespace(), o.name_any());
+    let places = Places::of(obj, ctx);
+    let rank = |o: &KmsAlias| {
+        (!records(o, alias), o.creation_timestamp().map(|t| t.0), o.namespace(), o.name_any())
+    };
     let winner = ctx
         .aliases
         .state()
         .into_iter()
-        .filter(|o| &o.spec.alias_name == alias && Providers::config_name(o) == config)
+        .filter(|o| &o.spec.alias_name == alias && places.same(o))
         .min_by_key(|o| rank(o))?;
     let same = winner.uid() == obj.uid() && obj.uid().is_some();
     (!same).then(|| format!("{}/{}", winner.namespace().unwrap_or_default(), winner.name_any()))
+}
+
+/// Wakes other objects claiming this object's alias, which holds it now: when it has just
+/// recorded ownership, every one that may be in the same account (one reached through another
+/// config may learn only now that it is); else those known to be there that still record it.
+/// Each must stand back at once, and drop its record, rather than at its next resync.
+fn nudge_rivals(obj: &KmsAlias, ctx: &Context, newly_owned: bool) {
+    let alias = &obj.spec.alias_name;
+    let places = Places::of(obj, ctx);
+    for other in ctx.aliases.state() {
+        let rival = if newly_owned {
+            places.maybe_same(&other)
+        } else {
+            places.same(&other) && records(&other, alias)
+        };
+        if &other.spec.alias_name == alias && other.uid() != obj.uid() && rival {
+            ctx.nudge(&other);
+        }
+    }
+}
+
+/// Fails with `AliasClaimed` when another object wins the claim on this alias.
+fn check_claim(obj: &KmsAlias, ctx: &Context) -> Result<()> {
+    match other_claimant(obj, ctx) {
+        Some(winner) => Err(Error::AliasClaimed { alias: obj.spec.alias_name.clone(), winner }),
+        None => Ok(()),
+    }
 }
 
 /// Brings KMS in line with the spec and returns what was confirmed.
@@ -156,9 +230,7 @@ async fn converge(
     let alias = obj.spec.alias_name.as_str();
     validate::alias_name(alias).map_err(Error::InvalidSpec)?;
     let key = validate::key_ref(&obj.spec.key_id).map_err(Error::InvalidSpec)?;
-    if let Some(winner) = other_claimant(obj, ctx) {
-        return Err(Error::AliasClaimed { alias: alias.into(), winner });
-    }
+    check_claim(obj, ctx)?;
     let kms = &ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
     let _slot =
         kms.work_slot().map_err(|source| Error::LookupAlias { alias: alias.into(), source })?;
@@ -183,6 +255,12 @@ async fn converge(
         }
     }
     let current = lookup_alias(kms, alias).await?;
+    let config = Providers::config_name(obj);
+    if let Some(meta) = &current {
+        // Now the account is known: look again for a claimant reached through another config.
+        ctx.providers.learn_scope(config, &meta.arn);
+        check_claim(obj, ctx)?;
+    }
     let current_key = current.as_ref().map(|m| m.key_id.as_str());
     // A lost CreateAlias answer: the marker proves an alias on the marked key is ours.
     let marked = status
@@ -232,6 +310,8 @@ async fn converge(
             }
             (Plan::Create | Plan::InSync { .. }, _) => {
                 let meta = usable_key(kms, &key, alias).await?;
+                ctx.providers.learn_scope(config, &meta.arn);
+                check_claim(obj, ctx)?;
                 mark_pending_create(obj, api, alias, &meta.key_id).await?;
                 kms.create_alias(alias, &meta.key_id).await.map_err(|source| {
                     Error::CreateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
@@ -333,6 +413,10 @@ pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Resu
     let policy = obj.spec.deletion_policy.unwrap_or(ctx.settings.default_deletion_policy);
     if policy == DeletionPolicy::Retain {
         info!("deletionPolicy Retain: leaving the alias in KMS");
+        return Ok(Action::await_change());
+    }
+    if let Some(winner) = other_claimant(obj, ctx) {
+        info!(%winner, "alias held by another KmsAlias; removing the finalizer without a KMS call");
         return Ok(Action::await_change());
     }
     let status = obj.status.clone().unwrap_or_default();

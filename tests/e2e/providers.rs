@@ -156,3 +156,47 @@ async fn create_alias_with_lost_answer_is_settled_by_a_read() {
         .await;
     assert_eq!(warnings.trim(), "", "no Warning event: the lost answer was settled by a read");
 }
+
+/// Rule 4 across configs: the built-in default and a config using the operator's own identity
+/// reach one account, so objects naming one alias through them still get one owner, also when
+/// applied together; deleting the other object leaves the alias alone.
+#[tokio::test]
+async fn two_configs_of_one_account_give_an_alias_one_owner() {
+    let scene = Scene::new("one-account").await;
+    let key = scene.create_key().await;
+    let (same, same2) = (format!("{}-same", scene.ns), format!("{}-same2", scene.ns));
+    scene.provider_config(&same, &scene.kms_url(), None).await;
+    scene.provider_config(&same2, &scene.kms_url(), None).await;
+    let alias = scene.alias_name("shared");
+    let all = [
+        scene.manifest("sh-x", &alias, &key),
+        scene.manifest_with_provider("sh-y", &alias, &key, &same),
+        scene.manifest_with_provider("sh-z", &alias, &key, &same2),
+    ]
+    .join("\n---\n");
+    assert!(scene.kubectl_apply(&all).await.status.success());
+
+    let names = ["sh-x", "sh-y", "sh-z"];
+    let winner = wait_for("one owner of three", Duration::from_secs(30), || async {
+        let mut ready = Vec::new();
+        for name in names {
+            let obj = scene.get(name).await?;
+            let owns = obj.status.as_ref()?.alias_name.is_some();
+            match obj.ready_condition()?.reason.as_str() {
+                "AliasReady" => ready.push(name),
+                "AliasClaimedByOtherResource" if !owns => {}
+                _ => return None,
+            }
+        }
+        (ready.len() == 1).then(|| ready[0])
+    })
+    .await;
+    for loser in names.iter().filter(|n| **n != winner) {
+        scene.kubectl(&["delete", "kmsalias", loser, "--wait=false"]).await;
+        scene.wait_gone(loser).await;
+    }
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(key.as_str()), "alias kept");
+    assert_eq!(scene.count_calls("DeleteAlias", &alias).await, 0);
+    let obj = scene.wait_ready(winner).await;
+    assert_eq!(obj.status.and_then(|s| s.alias_name).as_deref(), Some(alias.as_str()));
+}
