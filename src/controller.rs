@@ -257,7 +257,7 @@ pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Act
         warn!(%namespace, %name, reason, error = %message, "waiting for a spec change");
         return Action::await_change();
     }
-    if let Some(every) = error.recheck_interval(&ctx.settings) {
+    if let Some(every) = error.recheck_interval() {
         // A waiting state, not a failure that grows: look again at a steady pace.
         warn!(%namespace, %name, reason, error = %message, "checking again later");
         return Action::requeue(jittered(every));

@@ -189,14 +189,11 @@ impl KmsAlias {
         self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
     }
 
-    /// Whether the paused annotation is set to `"true"`.
+    /// Whether the paused annotation is set to `"true"`, in any case (`True` from YAML habits
+    /// pauses too; pausing by mistake is safer than not pausing when asked).
     pub fn paused(&self) -> bool {
-        self.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_PAUSED))
-            .map(String::as_str)
-            == Some("true")
+        let value = self.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_PAUSED));
+        value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
 }
 

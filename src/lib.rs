@@ -84,7 +84,12 @@ pub enum Error {
     AliasOwnedElsewhere { alias: String, foreign_key: String },
     /// The owned alias drifted and `driftPolicy: Report` forbids correcting it.
     #[error("alias {alias} drifted ({found}); driftPolicy is Report, so it is left as is")]
-    Drift { alias: String, found: String },
+    Drift {
+        alias: String,
+        found: String,
+        /// The object's drift-check interval: when to look again.
+        every: std::time::Duration,
+    },
     /// Another object claims the same alias and wins the tie-break.
     #[error(
         "alias {alias} is claimed by KmsAlias {winner}, which owns it or is older; this object \
@@ -170,9 +175,9 @@ impl Error {
     }
 
     /// For waiting states that are not failures: how often to look again, without backoff.
-    pub fn recheck_interval(&self, settings: &controller::Settings) -> Option<std::time::Duration> {
+    pub fn recheck_interval(&self) -> Option<std::time::Duration> {
         match self {
-            Self::Drift { .. } => Some(settings.resync),
+            Self::Drift { every, .. } => Some(*every),
             Self::AliasClaimed { .. } => Some(std::time::Duration::from_secs(30)),
             // Costs no KMS call; and a config created just now may not be in the cache yet.
             Self::Provider(_) => Some(std::time::Duration::from_secs(10)),

@@ -274,7 +274,7 @@ async fn converge(
     if drift && report_only {
         ctx.metrics.observe_drift();
         let found = current_key.map_or("deleted".to_owned(), |k| format!("re-pointed to {k}"));
-        return Err(Error::Drift { alias: alias.into(), found });
+        return Err(Error::Drift { alias: alias.into(), found, every: resync });
     }
 
     let step = plan(current_key, key.key_id(), recorded || marked);
@@ -355,8 +355,14 @@ async fn mark_pending_create(
     alias: &str,
     key: &str,
 ) -> Result<()> {
+    let marker = PendingCreate { alias_name: alias.into(), key_id: key.into() };
+    if obj.status.as_ref().and_then(|s| s.pending_create.as_ref()) == Some(&marker) {
+        // Persisted by an earlier attempt; rewriting it would only flap `Ready`'s reason
+        // between `Creating` and the failure that ended that attempt.
+        return Ok(());
+    }
     let mut confirmed = Confirmed::from_status(obj);
-    confirmed.pending_create = Some(PendingCreate { alias_name: alias.into(), key_id: key.into() });
+    confirmed.pending_create = Some(marker);
     let verdict = Verdict {
         ready: false,
         reason: reason::CREATING,

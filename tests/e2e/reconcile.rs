@@ -87,6 +87,10 @@ async fn report_only_drift_never_reverts() {
         events(&scene, "app").await.contains("DriftDetected").then_some(())
     })
     .await;
+
+    // Put back by hand: the next check (10 s here) clears the report.
+    scene.kms().update_alias(&alias, &k1).await.expect("out-of-band UpdateAlias back");
+    wait_reason(&scene, "app", "AliasReady", Duration::from_secs(30)).await;
 }
 
 #[tokio::test]
