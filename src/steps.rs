@@ -278,54 +278,26 @@ async fn converge(
     }
 
     let step = plan(current_key, key.key_id(), recorded || marked);
-    let target =
-        match (step, current) {
-            (Plan::InSync { adopt }, Some(meta)) => {
-                check_same_key(&key, &meta)?;
-                if adopt && !marked {
-                    let note =
-                        format!("took over alias {alias}, which already points at {}", meta.key_id);
-                    ctx.event(obj, EventType::Normal, "Adopted", note).await;
-                }
-                meta
+    let target = match (step, current) {
+        (Plan::InSync { adopt }, Some(meta)) => {
+            check_same_key(&key, &meta)?;
+            if adopt && !marked {
+                let note =
+                    format!("took over alias {alias}, which already points at {}", meta.key_id);
+                ctx.event(obj, EventType::Normal, "Adopted", note).await;
             }
-            (Plan::Conflict { foreign_key }, _) if !obj.spec.take_over_existing => {
-                return Err(Error::AliasOwnedElsewhere { alias: alias.into(), foreign_key });
-            }
-            (Plan::Conflict { foreign_key: from } | Plan::Repoint { from }, _) => {
-                let meta = usable_key(kms, &key, alias).await?;
-                kms.update_alias(alias, &meta.key_id).await.map_err(|source| {
-                    Error::UpdateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
-                })?;
-                let (event, what) = if drift {
-                    ctx.metrics.observe_drift();
-                    ("DriftCorrected", "put back alias")
-                } else {
-                    ("Repointed", "re-pointed alias")
-                };
-                info!(from = %from, to = %meta.key_id, event, "re-pointed alias");
-                let note = format!("{what} {alias} from {from} to {}", meta.key_id);
-                ctx.event(obj, EventType::Normal, event, note).await;
-                meta
-            }
-            (Plan::Create | Plan::InSync { .. }, _) => {
-                let meta = usable_key(kms, &key, alias).await?;
-                ctx.providers.learn_scope(config, &meta.arn);
-                check_claim(obj, ctx)?;
-                mark_pending_create(obj, api, alias, &meta.key_id).await?;
-                kms.create_alias(alias, &meta.key_id).await.map_err(|source| {
-                    Error::CreateAlias { alias: alias.into(), key: meta.key_id.clone(), source }
-                })?;
-                let event = if drift || recorded { "DriftCorrected" } else { "Created" };
-                if event == "DriftCorrected" {
-                    ctx.metrics.observe_drift();
-                }
-                info!(key = %meta.key_id, event, "created alias");
-                let note = format!("created alias {alias} pointing at {}", meta.key_id);
-                ctx.event(obj, EventType::Normal, event, note).await;
-                meta
-            }
-        };
+            meta
+        }
+        (Plan::Conflict { foreign_key }, _) if !obj.spec.take_over_existing => {
+            return Err(Error::AliasOwnedElsewhere { alias: alias.into(), foreign_key });
+        }
+        (Plan::Conflict { foreign_key: from } | Plan::Repoint { from }, _) => {
+            repoint(obj, ctx, kms, &key, &from, drift).await?
+        }
+        (Plan::Create | Plan::InSync { .. }, _) => {
+            create(obj, ctx, api, kms, &key, drift || recorded).await?
+        }
+    };
     let alias_arn = KeyArn::parse(&target.arn).map(|arn| arn.alias_arn(alias));
     Ok(Confirmed {
         alias_name: Some(alias.into()),
@@ -333,6 +305,72 @@ async fn converge(
         alias_arn,
         pending_create: None,
     })
+}
+
+/// Re-points the alias from `from` to the spec's key, once that key passed the pre-flight.
+/// `drift`: the alias had left the key this object put it on, out of band.
+async fn repoint(
+    obj: &KmsAlias,
+    ctx: &Context,
+    kms: &kms::Client,
+    key: &KeyRef,
+    from: &str,
+    drift: bool,
+) -> Result<KeyMetadata> {
+    let alias = obj.spec.alias_name.as_str();
+    let meta = usable_key(kms, key, alias).await?;
+    kms.update_alias(alias, &meta.key_id).await.map_err(|source| Error::UpdateAlias {
+        alias: alias.into(),
+        key: meta.key_id.clone(),
+        source,
+    })?;
+    let to = &meta.key_id;
+    let (event, note) = if drift {
+        ctx.metrics.observe_drift();
+        let note =
+            format!("put alias {alias} back on {to}: it had been re-pointed to {from} out of band");
+        ("DriftCorrected", note)
+    } else {
+        ("Repointed", format!("re-pointed alias {alias} from {from} to {to}"))
+    };
+    info!(%from, %to, event, "re-pointed alias");
+    ctx.event(obj, EventType::Normal, event, note).await;
+    Ok(meta)
+}
+
+/// Creates the alias on the spec's key, once that key passed the pre-flight and the create
+/// marker is persisted. `drift`: this object's alias had been deleted out of band.
+async fn create(
+    obj: &KmsAlias,
+    ctx: &Context,
+    api: &Api<KmsAlias>,
+    kms: &kms::Client,
+    key: &KeyRef,
+    drift: bool,
+) -> Result<KeyMetadata> {
+    let alias = obj.spec.alias_name.as_str();
+    let meta = usable_key(kms, key, alias).await?;
+    ctx.providers.learn_scope(Providers::config_name(obj), &meta.arn);
+    check_claim(obj, ctx)?;
+    mark_pending_create(obj, api, alias, &meta.key_id).await?;
+    kms.create_alias(alias, &meta.key_id).await.map_err(|source| Error::CreateAlias {
+        alias: alias.into(),
+        key: meta.key_id.clone(),
+        source,
+    })?;
+    let to = &meta.key_id;
+    let (event, note) = if drift {
+        ctx.metrics.observe_drift();
+        (
+            "DriftCorrected",
+            format!("recreated alias {alias} on {to}: it had been deleted out of band"),
+        )
+    } else {
+        ("Created", format!("created alias {alias} pointing at {to}"))
+    };
+    info!(key = %to, event, "created alias");
+    ctx.event(obj, EventType::Normal, event, note).await;
+    Ok(meta)
 }
 
 /// Whether the object is as it was at its last successful apply, so a reconcile now is only a

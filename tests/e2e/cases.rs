@@ -128,7 +128,7 @@ async fn delete_timed(scene: &Scene, name: &str) -> Duration {
 /// Warning events about `name`, counting repeats.
 async fn warnings(scene: &Scene, name: &str) -> u64 {
     let events = scene.events(name).await;
-    events.iter().filter(|(kind, _, _)| kind == "Warning").map(|(_, _, count)| count).sum()
+    events.iter().filter(|e| e.type_ == "Warning").map(|e| e.count).sum()
 }
 
 #[tokio::test]

@@ -184,8 +184,8 @@ impl Scene {
         kubectl(&env().plane, &[&["-n", self.ns.as_str()][..], args].concat(), None).await
     }
 
-    /// The Events about object `name`: `(type, reason, count)` each.
-    pub async fn events(&self, name: &str) -> Vec<(String, String, u64)> {
+    /// The Events about object `name`.
+    pub async fn events(&self, name: &str) -> Vec<SeenEvent> {
         let selector = format!("involvedObject.name={name}");
         let json =
             self.kubectl(&["get", "events", "--field-selector", &selector, "-o", "json"]).await;
@@ -195,7 +195,12 @@ impl Scene {
             .iter()
             .map(|e| {
                 let text = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
-                (text("type"), text("reason"), e["count"].as_u64().unwrap_or(1))
+                SeenEvent {
+                    type_: text("type"),
+                    reason: text("reason"),
+                    message: text("message"),
+                    count: e["count"].as_u64().unwrap_or(1),
+                }
             })
             .collect()
     }
@@ -335,4 +340,14 @@ impl Scene {
     pub async fn count_calls_naming(&self, value: &str) -> usize {
         self.calls().await.iter().filter(|c| c.names(value)).count()
     }
+}
+
+/// One Event as `kubectl get events` shows it.
+#[derive(Debug)]
+pub struct SeenEvent {
+    pub type_: String,
+    pub reason: String,
+    pub message: String,
+    /// How many times the recorder folded it into this one series.
+    pub count: u64,
 }

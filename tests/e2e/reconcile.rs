@@ -20,7 +20,7 @@ async fn wait_reason(scene: &Scene, name: &str, reason: &str, timeout: Duration)
 /// The reasons of the Events about `name`, one line each.
 async fn events(scene: &Scene, name: &str) -> String {
     let events = scene.events(name).await;
-    events.into_iter().map(|(_, reason, _)| reason + "\n").collect()
+    events.into_iter().map(|e| e.reason + "\n").collect()
 }
 
 #[tokio::test]
@@ -44,26 +44,37 @@ async fn retain_leaves_the_alias_in_kms() {
 async fn drift_is_corrected_with_an_event() {
     let scene = Scene::new("drift").await;
     let (k1, k2) = (scene.create_key().await, scene.create_key().await);
-    let alias = scene.alias_name("app");
-    scene.apply("app", &alias, &k1).await;
-    scene.kubectl(&["patch", "kmsalias", "app", "--type=merge", "-p", FAST_DRIFT]).await;
-    scene.wait_ready("app").await;
+    let (moved, gone) = (scene.alias_name("moved"), scene.alias_name("gone"));
+    for (name, alias) in [("moved", &moved), ("gone", &gone)] {
+        scene.apply(name, alias, &k1).await;
+        scene.kubectl(&["patch", "kmsalias", name, "--type=merge", "-p", FAST_DRIFT]).await;
+        scene.wait_ready(name).await;
+    }
 
-    scene.kms().update_alias(&alias, &k2).await.expect("out-of-band UpdateAlias");
-    wait_for("alias put back", Duration::from_secs(40), || async {
-        (scene.kms_target(&alias).await.as_deref() == Some(k1.as_str())).then_some(())
-    })
-    .await;
-    scene.kms().delete_alias(&alias).await.expect("out-of-band DeleteAlias");
-    wait_for("alias recreated", Duration::from_secs(40), || async {
-        (scene.kms_target(&alias).await.as_deref() == Some(k1.as_str())).then_some(())
-    })
-    .await;
-    // Both corrections are reported; the recorder may fold repeats into one series.
-    wait_for("DriftCorrected event", Duration::from_secs(10), || async {
-        events(&scene, "app").await.contains("DriftCorrected").then_some(())
-    })
-    .await;
+    // One alias re-pointed, the other deleted, out of band.
+    scene.kms().update_alias(&moved, &k2).await.expect("out-of-band UpdateAlias");
+    scene.kms().delete_alias(&gone).await.expect("out-of-band DeleteAlias");
+    for alias in [&moved, &gone] {
+        wait_for(&format!("{alias} put back"), Duration::from_secs(40), || async {
+            (scene.kms_target(alias).await.as_deref() == Some(k1.as_str())).then_some(())
+        })
+        .await;
+    }
+    // Each correction is reported with what had happened out of band. (The recorder folds
+    // repeats of one reason into a series that keeps the first message, hence two objects.)
+    let expected = [
+        ("moved", format!("re-pointed to {k2} out of band")),
+        ("gone", "deleted out of band".to_owned()),
+    ];
+    for (name, needle) in expected {
+        wait_for(&format!("DriftCorrected event on {name}"), Duration::from_secs(10), || async {
+            let events = scene.events(name).await;
+            let seen =
+                events.iter().any(|e| e.reason == "DriftCorrected" && e.message.contains(&needle));
+            seen.then_some(())
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -199,18 +210,33 @@ async fn take_over_is_opt_in() {
 }
 
 #[tokio::test]
-async fn retarget_to_a_key_pending_deletion_keeps_the_old_key() {
+async fn retarget_to_an_unusable_key_keeps_the_old_key() {
     let scene = Scene::new("preflight").await;
-    let (k1, k2) = (scene.create_key().await, scene.create_key().await);
+    let (k1, pending, disabled) =
+        (scene.create_key().await, scene.create_key().await, scene.create_key().await);
     let alias = scene.alias_name("app");
     scene.apply("app", &alias, &k1).await;
     scene.wait_ready("app").await;
-    scene.kms().schedule_key_deletion(&k2, 7).await.expect("ScheduleKeyDeletion");
+    scene.kms().schedule_key_deletion(&pending, 7).await.expect("ScheduleKeyDeletion");
+    let _: serde_json::Value =
+        scene.kms().call("DisableKey", &[("KeyId", &disabled)]).await.expect("DisableKey");
+    let missing = "key-hzz000000000000000404";
 
-    scene.apply("app", &alias, &k2).await;
-    let message = wait_reason(&scene, "app", "KeyPendingDeletion", Duration::from_secs(30)).await;
-    assert!(message.contains(&k2), "{message}");
-    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()), "alias stays");
+    // Each unusable target in turn: the alias stays on k1 and Ready says why.
+    for (target, reason) in [
+        (pending.as_str(), "KeyPendingDeletion"),
+        (disabled.as_str(), "KeyDisabled"),
+        (missing, "KeyNotFound"),
+    ] {
+        scene.apply("app", &alias, target).await;
+        let message = wait_reason(&scene, "app", reason, Duration::from_secs(30)).await;
+        assert!(message.contains(target), "{reason}: {message}");
+        assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()), "{reason}");
+        let obj = scene.get("app").await.expect("object");
+        let status = obj.status.expect("status");
+        assert_eq!(status.key_id.as_deref(), Some(k1.as_str()), "{reason}: status keeps k1");
+        assert_eq!(status.alias_name.as_deref(), Some(alias.as_str()), "{reason}: still owned");
+    }
     assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
 
     // Deleting never waits on the key's state either (case 5).
