@@ -119,9 +119,14 @@ pub struct ProviderConfigRef {
     pub name: String,
 }
 
-/// What the operator last observed and did.
+/// What the operator last observed and did. `observedGeneration` is 0 until the operator first
+/// acts on the object.
+// The default makes the API server show `observedGeneration: 0` before the first status write,
+// so kstatus (Flux's health checks) reads a new object as in progress, not as current, in the
+// moment before the operator has acted.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct KmsAliasStatus {
     /// The alias this object owns in KMS. Set once the operator created the alias or took over
     /// one that already pointed at the desired key; only an owned alias is ever re-pointed or
@@ -134,7 +139,7 @@ pub struct KmsAliasStatus {
     /// ARN of the alias, `acs:kms:<region>:<account>:alias/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias_arn: Option<String>,
-    /// The `metadata.generation` this status describes.
+    /// The `metadata.generation` this status describes; 0 until the operator first acts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Set just before the operator creates the alias, cleared once the result is recorded:
@@ -143,6 +148,8 @@ pub struct KmsAliasStatus {
     pub pending_create: Option<PendingCreate>,
     /// kstatus-compatible conditions. `Ready`: the alias exists and points at `spec.keyId`.
     /// `Stalled`: the last failure needs a change outside the operator (spec, key, account).
+    /// `Reconciling`: not Ready yet, and the operator is still working on it (creating,
+    /// retrying a transient failure, waiting for the account's request budget).
     /// `Paused`: reconciliation is paused by annotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

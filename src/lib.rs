@@ -169,9 +169,10 @@ impl Error {
     }
 
     /// kstatus `Stalled`: progress needs a change outside the operator (spec, key, account,
-    /// another object). Transient failures and reported drift are not stalls.
+    /// another object, or, for drift under `driftPolicy: Report`, a human putting the alias
+    /// back). Everything else is `Reconciling`.
     pub fn is_stalled(&self) -> bool {
-        !self.is_transient() && !matches!(self, Self::Drift { .. })
+        !self.is_transient()
     }
 
     /// For waiting states that are not failures: how often to look again, without backoff.

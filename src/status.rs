@@ -15,6 +15,9 @@ pub const MANAGER: &str = "kms-alias-operator";
 pub const READY: &str = "Ready";
 /// kstatus: the object cannot progress without outside action.
 pub const STALLED: &str = "Stalled";
+/// kstatus: the operator is still working towards the spec (creating, retrying, waiting for
+/// the account's budget).
+pub const RECONCILING: &str = "Reconciling";
 /// Reconciliation is paused by annotation.
 pub const PAUSED: &str = "Paused";
 
@@ -121,11 +124,17 @@ pub fn desired(obj: &KmsAlias, confirmed: Confirmed, verdict: &Verdict) -> KmsAl
             observed_generation: generation,
         }
     };
-    let mut conditions =
-        vec![condition(READY, verdict.ready, verdict.reason, verdict.message.clone())];
+    // kstatus reads only Stalled and Reconciling (and observedGeneration), so one of them is
+    // True whenever Ready is not: a tool that waits sees "failed" or "in progress", never a
+    // premature "current". All three carry the verdict's reason.
     let stalled = verdict.stalled && !verdict.ready;
-    let stalled_reason = if stalled { verdict.reason } else { "Progressing" };
-    conditions.push(condition(STALLED, stalled, stalled_reason, String::new()));
+    let reconciling = !verdict.ready && !stalled;
+    let message = |on: bool| if on { verdict.message.clone() } else { String::new() };
+    let conditions = vec![
+        condition(READY, verdict.ready, verdict.reason, verdict.message.clone()),
+        condition(STALLED, stalled, verdict.reason, message(stalled)),
+        condition(RECONCILING, reconciling, verdict.reason, message(reconciling)),
+    ];
     KmsAliasStatus {
         alias_name: confirmed.alias_name,
         key_id: confirmed.key_id,
@@ -225,6 +234,44 @@ mod tests {
         assert_eq!(status.conditions[0].last_transition_time, "2020-01-01T00:00:00Z");
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.conditions[0].observed_generation, Some(3));
+    }
+
+    #[test]
+    fn exactly_one_kstatus_state_holds() {
+        let obj = object(None);
+        let cases = [
+            (
+                true,
+                false,
+                [("Ready", "True"), ("Stalled", "False"), ("Reconciling", "False")],
+                "ready",
+            ),
+            (
+                false,
+                true,
+                [("Ready", "False"), ("Stalled", "True"), ("Reconciling", "False")],
+                "stalled",
+            ),
+            (
+                false,
+                false,
+                [("Ready", "False"), ("Stalled", "False"), ("Reconciling", "True")],
+                "retrying",
+            ),
+            (
+                true,
+                true,
+                [("Ready", "True"), ("Stalled", "False"), ("Reconciling", "False")],
+                "ready wins",
+            ),
+        ];
+        for (ready, stalled, want, why) in cases {
+            let verdict = Verdict { ready, stalled, ..Verdict::ready("m".into()) };
+            let status = desired(&obj, Confirmed::default(), &verdict);
+            let got: Vec<(&str, &str)> =
+                status.conditions.iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect();
+            assert_eq!(got, want, "{why}");
+        }
     }
 
     #[test]

@@ -82,23 +82,37 @@ pub fn spawn_operator(args: Vec<String>, env: Vec<(String, String)>, log: &Path)
 
 /// Runs kubectl against `plane` with `stdin` piped in if given; the output, success or not.
 pub async fn kubectl(plane: &ControlPlane, args: &[&str], stdin: Option<&str>) -> Output {
-    use tokio::io::AsyncWriteExt;
     let mut command = plane.kubectl();
-    command
-        .args(args)
-        .stdin(if stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("spawn kubectl");
+    command.args(args);
+    run(command, stdin).await
+}
+
+/// kstatus's verdict on the object `json` (as `kubectl get -o json` prints it): the status
+/// Flux's health checks would give it (`Current`, `InProgress`, `Failed`, ...) and the message.
+pub async fn kstatus(plane: &ControlPlane, json: &str) -> (String, String) {
+    let command = tokio::process::Command::new(plane.bin_dir().join("kstatus"));
+    let output = run(command, Some(json)).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "kstatus failed: {stderr}");
+    // One line: `<name> <status> <message>`.
+    let mut words = stdout.trim().splitn(3, ' ').skip(1);
+    let status = words.next().unwrap_or_default().to_owned();
+    (status, words.next().unwrap_or_default().to_owned())
+}
+
+/// Runs `command` with `stdin` (or none) and collects its output.
+async fn run(mut command: tokio::process::Command, stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let input =
+        if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() };
+    command.stdin(input).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("spawn the command");
     if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("kubectl stdin");
-        pipe.write_all(text.as_bytes()).await.expect("write kubectl stdin");
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(text.as_bytes()).await.expect("write stdin");
     }
-    child.wait_with_output().await.expect("kubectl output")
+    child.wait_with_output().await.expect("command output")
 }
 
 /// Runs kubectl against `plane`, asserts success and returns stdout.

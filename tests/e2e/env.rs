@@ -184,6 +184,12 @@ impl Scene {
         kubectl(&env().plane, &[&["-n", self.ns.as_str()][..], args].concat(), None).await
     }
 
+    /// How kstatus (Flux's health checks) reads `KmsAlias` `name`: its status and message.
+    pub async fn kstatus(&self, name: &str) -> (String, String) {
+        let json = self.kubectl(&["get", "kmsalias", name, "-o", "json"]).await;
+        crate::common::kstatus(&env().plane, &json).await
+    }
+
     /// The Events about object `name`.
     pub async fn events(&self, name: &str) -> Vec<SeenEvent> {
         let selector = format!("involvedObject.name={name}");

@@ -6,6 +6,7 @@ mod cases;
 #[path = "../common/mod.rs"]
 mod common;
 mod env;
+mod health;
 mod lifecycle;
 mod providers;
 mod reconcile;
