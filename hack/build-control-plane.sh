@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm from pinned Go modules
 # into a cache directory keyed by version, and prints that directory. Skips what is already built.
-# Also builds `kstatus` (hack/kstatus: the health verdict Flux computes, from cli-utils) into a
-# directory keyed by its own version and links it into the same directory.
+# Also builds `gitops-health` (hack/gitops-health: the health verdicts of kstatus, which Flux
+# uses, and of Argo CD's Lua health checks) into a directory keyed by the versions it pins, and
+# links it into the same directory.
 #
 # The wrapper modules under hack/k8s, hack/etcd and hack/helm pin the versions; see
 # ../shared/control-plane.md for why wrappers are needed (replace directives upstream).
@@ -12,6 +13,7 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v4.3.2
 CLI_UTILS_VERSION=v0.37.2
+GOPHER_LUA_VERSION=v1.1.2
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${KMS_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kms-alias-operator}
@@ -56,15 +58,15 @@ build_helm() {
   mv "$bin_dir/helm.tmp" "$bin_dir/helm"
 }
 
-build_kstatus() {
-  local dir="$cache_root/bin/kstatus-cli-utils-$CLI_UTILS_VERSION"
-  if [ ! -x "$dir/kstatus" ]; then
-    log "building kstatus (cli-utils $CLI_UTILS_VERSION)"
+build_gitops_health() {
+  local dir="$cache_root/bin/gitops-health-cli-utils-$CLI_UTILS_VERSION-lua-$GOPHER_LUA_VERSION"
+  if [ ! -x "$dir/gitops-health" ]; then
+    log "building gitops-health (cli-utils $CLI_UTILS_VERSION, gopher-lua $GOPHER_LUA_VERSION)"
     mkdir -p "$dir"
-    (cd "$here/kstatus" && go build -trimpath -ldflags "-s -w" -o "$dir/kstatus.tmp" .)
-    mv "$dir/kstatus.tmp" "$dir/kstatus"
+    (cd "$here/gitops-health" && go build -trimpath -ldflags "-s -w" -o "$dir/gitops-health.tmp" .)
+    mv "$dir/gitops-health.tmp" "$dir/gitops-health"
   fi
-  ln -sfn "$dir/kstatus" "$bin_dir/kstatus"
+  ln -sfn "$dir/gitops-health" "$bin_dir/gitops-health"
 }
 
 build_etcd
@@ -72,5 +74,5 @@ build_k8s kube-apiserver
 build_k8s kubectl
 build_k8s kube-controller-manager
 build_helm
-build_kstatus
+build_gitops_health
 echo "$bin_dir"

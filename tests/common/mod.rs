@@ -87,18 +87,21 @@ pub async fn kubectl(plane: &ControlPlane, args: &[&str], stdin: Option<&str>) -
     run(command, stdin).await
 }
 
-/// kstatus's verdict on the object `json` (as `kubectl get -o json` prints it): the status
-/// Flux's health checks would give it (`Current`, `InProgress`, `Failed`, ...) and the message.
-pub async fn kstatus(plane: &ControlPlane, json: &str) -> (String, String) {
-    let command = tokio::process::Command::new(plane.bin_dir().join("kstatus"));
+/// A GitOps tool's health verdict on the object `json` (as `kubectl get -o json` prints it):
+/// `["kstatus"]` gives kstatus's (Flux's) `Current`, `InProgress`, `Failed`...; `["argocd",
+/// script]` an Argo CD Lua health check's `Healthy`, `Progressing`, `Degraded`... Returns the
+/// verdict and its message.
+pub async fn gitops_health(plane: &ControlPlane, tool: &[&str], json: &str) -> (String, String) {
+    let mut command = tokio::process::Command::new(plane.bin_dir().join("gitops-health"));
+    command.args(tool);
     let output = run(command, Some(json)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "kstatus failed: {stderr}");
-    // One line: `<name> <status> <message>`.
+    assert!(output.status.success(), "gitops-health {tool:?} failed: {stderr}");
+    // One line: `<name> <verdict> <message>`.
     let mut words = stdout.trim().splitn(3, ' ').skip(1);
-    let status = words.next().unwrap_or_default().to_owned();
-    (status, words.next().unwrap_or_default().to_owned())
+    let verdict = words.next().unwrap_or_default().to_owned();
+    (verdict, words.next().unwrap_or_default().to_owned())
 }
 
 /// Runs `command` with `stdin` (or none) and collects its output.

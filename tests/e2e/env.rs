@@ -184,10 +184,14 @@ impl Scene {
         kubectl(&env().plane, &[&["-n", self.ns.as_str()][..], args].concat(), None).await
     }
 
-    /// How kstatus (Flux's health checks) reads `KmsAlias` `name`: its status and message.
-    pub async fn kstatus(&self, name: &str) -> (String, String) {
+    /// How kstatus (Flux's health checks) and Argo CD, with the project's health script,
+    /// read `KmsAlias` `name`: `((kstatus verdict, message), (Argo CD verdict, message))`.
+    pub async fn health(&self, name: &str) -> ((String, String), (String, String)) {
         let json = self.kubectl(&["get", "kmsalias", name, "-o", "json"]).await;
-        crate::common::kstatus(&env().plane, &json).await
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/argocd/health.lua");
+        let plane = &env().plane;
+        let kstatus = crate::common::gitops_health(plane, &["kstatus"], &json).await;
+        (kstatus, crate::common::gitops_health(plane, &["argocd", script], &json).await)
     }
 
     /// The Events about object `name`.

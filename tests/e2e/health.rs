@@ -1,16 +1,18 @@
-//! Health as GitOps tools read it. kstatus (the library behind Flux's health checks, run here
-//! as the `kstatus` helper built from cli-utils) and `kubectl wait` must see an object the
-//! operator has not acted on as in progress, a Ready one as current, one that needs outside
-//! action as failed, and one the operator is still retrying as in progress.
+//! Health as GitOps tools read it. kstatus (the library behind Flux's health checks) and Argo
+//! CD, running the project's health script `docs/argocd/health.lua`, must see an object the
+//! operator has not acted on as in progress, a Ready one as healthy, one that needs outside
+//! action as failed, and one the operator is still retrying as in progress. Both verdicts come
+//! from the `gitops-health` helper that `hack/build-control-plane.sh` builds from their libraries.
 
 use crate::env::{Scene, wait_for};
 use std::time::Duration;
 
-/// Waits until kstatus gives `name` the status `want`; returns its message.
-async fn wait_kstatus(scene: &Scene, name: &str, want: &str) -> String {
-    wait_for(&format!("kstatus {want} for {name}"), Duration::from_secs(30), || async {
-        let (status, message) = scene.kstatus(name).await;
-        (status == want).then_some(message)
+/// Waits until kstatus and Argo CD give `name` the verdicts `want`; returns their messages.
+async fn wait_health(scene: &Scene, name: &str, want: (&str, &str)) -> (String, String) {
+    let what = format!("kstatus {} and Argo CD {} for {name}", want.0, want.1);
+    wait_for(&what, Duration::from_secs(30), || async {
+        let ((kstatus, flux_message), (argocd, argo_message)) = scene.health(name).await;
+        (kstatus == want.0 && argocd == want.1).then_some((flux_message, argo_message))
     })
     .await
 }
@@ -24,12 +26,12 @@ fn closed_port_url() -> String {
 }
 
 #[tokio::test]
-async fn kstatus_reads_each_state_as_gitops_tools_do() {
+async fn gitops_tools_read_each_state_right() {
     let scene = Scene::new("health").await;
     let key = scene.create_key().await;
 
     // Never acted on: paused from its creation, so the operator writes no verdict. The API
-    // server's `observedGeneration: 0` default keeps it from reading as current.
+    // server's `observedGeneration: 0` default keeps kstatus from reading it as current.
     let mut manifest: serde_json::Value =
         serde_json::from_str(&scene.manifest("held", &scene.alias_name("held"), &key))
             .expect("manifest JSON");
@@ -40,21 +42,23 @@ async fn kstatus_reads_each_state_as_gitops_tools_do() {
         (scene.get("held").await?.condition("Paused")?.status == "True").then_some(())
     })
     .await;
-    let message = wait_kstatus(&scene, "held", "InProgress").await;
-    assert!(message.contains("observed generation is 0"), "{message}");
+    let (flux, _) = wait_health(&scene, "held", ("InProgress", "Suspended")).await;
+    assert!(flux.contains("observed generation is 0"), "{flux}");
 
-    // Ready: current. Unpausing the held object brings it there too.
+    // Ready: current and healthy. Unpausing the held object brings it there too.
     scene.apply("ok", &scene.alias_name("ok"), &key).await;
     scene.kubectl(&["wait", "--for=condition=Ready", "kmsalias/ok", "--timeout=30s"]).await;
-    wait_kstatus(&scene, "ok", "Current").await;
+    wait_health(&scene, "ok", ("Current", "Healthy")).await;
     scene.kubectl(&["annotate", "kmsalias", "held", "kms.aliasoperator.dev/paused-"]).await;
-    wait_kstatus(&scene, "held", "Current").await;
+    wait_health(&scene, "held", ("Current", "Healthy")).await;
 
     // Needs outside action (the key does not exist): failed, and Stalled names the reason.
-    scene.apply("missing", &scene.alias_name("missing"), "key-hzz000000000000000410").await;
+    let missing = "key-hzz000000000000000410";
+    scene.apply("missing", &scene.alias_name("missing"), missing).await;
     scene.kubectl(&["wait", "--for=condition=Stalled", "kmsalias/missing", "--timeout=30s"]).await;
-    let message = wait_kstatus(&scene, "missing", "Failed").await;
-    assert!(message.contains("key-hzz000000000000000410"), "{message}");
+    let (flux, argo) = wait_health(&scene, "missing", ("Failed", "Degraded")).await;
+    assert!(flux.contains(missing) && argo.contains(missing), "{flux} / {argo}");
+    assert!(argo.starts_with("KeyNotFound: "), "{argo}");
 
     // Still being retried (KMS unreachable): in progress, and Reconciling says so.
     let config = format!("{}-down", scene.ns);
@@ -67,5 +71,6 @@ async fn kstatus_reads_each_state_as_gitops_tools_do() {
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "KmsUnavailable"));
     let stalled = obj.condition("Stalled").map(|c| c.status.as_str());
     assert_eq!(stalled, Some("False"), "a transient failure is not a stall");
-    wait_kstatus(&scene, "retrying", "InProgress").await;
+    let (_, argo) = wait_health(&scene, "retrying", ("InProgress", "Progressing")).await;
+    assert!(argo.starts_with("KmsUnavailable: "), "{argo}");
 }
