@@ -93,9 +93,15 @@ pub enum Error {
     /// Another object claims the same alias and wins the tie-break.
     #[error(
         "alias {alias} is claimed by KmsAlias {winner}, which owns it or is older; this object \
-         makes no KMS write until that one is gone"
+         makes no KMS write until that one is gone{}",
+        if *leaving { " (it is being deleted)" } else { "" }
     )]
-    AliasClaimed { alias: String, winner: String },
+    AliasClaimed {
+        alias: String,
+        winner: String,
+        /// The winner is being deleted: look again soon.
+        leaving: bool,
+    },
     /// No KMS client could be had for the object's account and region.
     #[error("failed to resolve the KMS provider")]
     Provider(#[source] Box<providers::ProviderError>),
@@ -179,6 +185,9 @@ impl Error {
     pub fn recheck_interval(&self) -> Option<std::time::Duration> {
         match self {
             Self::Drift { every, .. } => Some(*every),
+            // A winner on its way out is usually gone within seconds; else it may hold on for
+            // good, and a claim is re-checked at a steady pace (its deletion wakes this one).
+            Self::AliasClaimed { leaving: true, .. } => Some(std::time::Duration::from_secs(3)),
             Self::AliasClaimed { .. } => Some(std::time::Duration::from_secs(30)),
             // Costs no KMS call; and a config created just now may not be in the cache yet.
             Self::Provider(_) => Some(std::time::Duration::from_secs(10)),

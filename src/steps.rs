@@ -176,8 +176,8 @@ fn records(o: &KmsAlias, alias: &str) -> bool {
 
 /// The winner among objects claiming the same alias in the same account and region, if it is
 /// not `obj`: the one that recorded ownership, else the oldest, else the first by
-/// namespace/name.
-fn other_claimant(obj: &KmsAlias, ctx: &Context) -> Option<String> {
+/// namespace/name. Returns its `namespace/name` and whether it is being deleted.
+fn other_claimant(obj: &KmsAlias, ctx: &Context) -> Option<(String, bool)> {
     let alias = &obj.spec.alias_name;
     let places = Places::of(obj, ctx);
     let rank = |o: &KmsAlias| {
@@ -190,7 +190,8 @@ fn other_claimant(obj: &KmsAlias, ctx: &Context) -> Option<String> {
         .filter(|o| &o.spec.alias_name == alias && places.same(o))
         .min_by_key(|o| rank(o))?;
     let same = winner.uid() == obj.uid() && obj.uid().is_some();
-    (!same).then(|| format!("{}/{}", winner.namespace().unwrap_or_default(), winner.name_any()))
+    let name = format!("{}/{}", winner.namespace().unwrap_or_default(), winner.name_any());
+    (!same).then(|| (name, winner.metadata.deletion_timestamp.is_some()))
 }
 
 /// Wakes other objects claiming this object's alias, which holds it now: when it has just
@@ -215,7 +216,9 @@ fn nudge_rivals(obj: &KmsAlias, ctx: &Context, newly_owned: bool) {
 /// Fails with `AliasClaimed` when another object wins the claim on this alias.
 fn check_claim(obj: &KmsAlias, ctx: &Context) -> Result<()> {
     match other_claimant(obj, ctx) {
-        Some(winner) => Err(Error::AliasClaimed { alias: obj.spec.alias_name.clone(), winner }),
+        Some((winner, leaving)) => {
+            Err(Error::AliasClaimed { alias: obj.spec.alias_name.clone(), winner, leaving })
+        }
         None => Ok(()),
     }
 }
@@ -454,13 +457,16 @@ fn check_same_key(key: &KeyRef, meta: &KeyMetadata) -> Result<()> {
 /// proves it) and `deletionPolicy` is `Delete`; returns once KMS confirmed.
 pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Action> {
     let alias = obj.spec.alias_name.as_str();
+    if let Some((winner, _)) = other_claimant(obj, ctx) {
+        info!(%winner, "alias held by another KmsAlias; removing the finalizer without a KMS call");
+        return Ok(Action::await_change());
+    }
+    // Whatever happens to the alias now, objects waiting for this one to let go of it should
+    // look again soon rather than at their next steady check.
+    nudge_rivals(obj, ctx, true);
     let policy = obj.spec.deletion_policy.unwrap_or(ctx.settings.default_deletion_policy);
     if policy == DeletionPolicy::Retain {
         info!("deletionPolicy Retain: leaving the alias in KMS");
-        return Ok(Action::await_change());
-    }
-    if let Some(winner) = other_claimant(obj, ctx) {
-        info!(%winner, "alias held by another KmsAlias; removing the finalizer without a KMS call");
         return Ok(Action::await_change());
     }
     let status = obj.status.clone().unwrap_or_default();

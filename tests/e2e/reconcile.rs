@@ -184,15 +184,41 @@ async fn two_objects_for_one_alias_have_one_owner() {
     assert_eq!(scene.count_calls("CreateAlias", &alias).await, 1);
     assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
 
-    // When the winner goes, its alias goes with it, and the other object takes the name.
+    // When the winner goes, its alias goes with it, and the other object takes the name at
+    // once: the winner's deletion wakes it (its steady re-check is 30 s).
     scene.kubectl(&["delete", "kmsalias", winner, "--wait=false"]).await;
     scene.wait_gone(winner).await;
-    wait_for("the other object owns the alias", Duration::from_secs(60), || async {
+    wait_for("the other object owns the alias", Duration::from_secs(15), || async {
         let obj = scene.get(loser).await?;
         (obj.ready_condition()?.status == "True").then_some(())
     })
     .await;
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(loser_key.as_str()));
+}
+
+#[tokio::test]
+async fn a_retained_alias_is_not_handed_to_the_other_claimant() {
+    let scene = Scene::new("claims-retain").await;
+    let (k1, k2) = (scene.create_key().await, scene.create_key().await);
+    let alias = scene.alias_name("shared");
+    let mut first: serde_json::Value =
+        serde_json::from_str(&scene.manifest("first", &alias, &k1)).expect("json");
+    first["spec"]["deletionPolicy"] = "Retain".into();
+    assert!(scene.kubectl_apply(&first.to_string()).await.status.success());
+    scene.wait_ready("first").await;
+    scene.apply("second", &alias, &k2).await;
+    wait_reason(&scene, "second", "AliasClaimedByOtherResource", Duration::from_secs(30)).await;
+
+    // The winner goes but leaves its alias on k1: to the other object it is now an alias it
+    // does not own on another key, a conflict (rule 3), and nothing is written.
+    scene.kubectl(&["delete", "kmsalias", "first", "--wait=false"]).await;
+    scene.wait_gone("first").await;
+    let message =
+        wait_reason(&scene, "second", "AliasOwnedElsewhere", Duration::from_secs(15)).await;
+    assert!(message.contains(&k1), "{message}");
+    assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()));
+    assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
+    assert_eq!(scene.count_calls("DeleteAlias", &alias).await, 0);
 }
 
 #[tokio::test]
