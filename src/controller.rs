@@ -10,7 +10,7 @@ use crate::providers::Providers;
 use crate::status;
 use crate::steps::{apply, cleanup};
 use crate::{Error, Result};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -22,6 +22,7 @@ use kube::{Resource, ResourceExt};
 use rand::Rng;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{Instrument, debug, field, info_span, warn};
@@ -218,23 +219,36 @@ pub async fn reconcile(obj: Arc<KmsAlias>, ctx: Arc<Context>) -> Result<Action> 
     let started = std::time::Instant::now();
     let api: Api<KmsAlias> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = ObjectRef::from_obj(&*obj);
-    let result = finalizer::finalizer(&api, FINALIZER, obj, |event| async {
+    let seen = obj.clone();
+    let steps = finalizer::finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(obj) => apply(&obj, &ctx, &api).await,
             Finalizer::Cleanup(obj) => cleanup(&obj, &ctx, &api).await,
         }
-    })
-    .instrument(span)
-    .await
-    .map_err(|err| match err {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
     });
+    // A bug that panics on one object must not stop the operator for every other object: the
+    // panic becomes this object's error and the controller goes on.
+    let result = match AssertUnwindSafe(steps).catch_unwind().instrument(span).await {
+        Ok(result) => result.map_err(|err| match err {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(Box::new(other)),
+        }),
+        Err(panic) => {
+            let error = Error::Panicked(panic_text(&*panic));
+            Err(crate::steps::reported(&seen, &ctx, &api, error).await)
+        }
+    };
     ctx.metrics.observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::reason));
     if result.is_ok() {
         ctx.failures().remove(&key);
     }
     result
+}
+
+/// What a caught panic said.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic.downcast_ref::<&str>().map(|s| (*s).to_owned());
+    text.or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
 }
 
 /// Decides when to retry a failed reconcile: exponential per object, with jitter.
@@ -297,13 +311,18 @@ pub fn retry_delay(transient: bool, failures: u32, settings: &Settings) -> Durat
         (Duration::from_secs(30), settings.terminal_backoff_cap)
     };
     let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(cap);
-    exp.mul_f64(rand::rng().random_range(0.75..1.25))
+    exp.min(MAX_DELAY).mul_f64(rand::rng().random_range(0.75..1.25))
 }
 
-/// `period` ±10 %, so objects do not all resync at the same instant.
+/// `period` ±10 %, so objects do not all resync at the same instant. Periods are bounded
+/// where they are set (flags, annotations); the clamp only keeps a multiplication by more
+/// than 1 from overflowing whatever comes in.
 pub(crate) fn jittered(period: Duration) -> Duration {
-    period.mul_f64(rand::rng().random_range(0.9..1.1))
+    period.min(MAX_DELAY).mul_f64(rand::rng().random_range(0.9..1.1))
 }
+
+/// No timer of the controller is set further out than this.
+const MAX_DELAY: Duration = Duration::from_secs(7 * 86_400);
 
 #[cfg(test)]
 mod tests {
@@ -331,6 +350,19 @@ mod tests {
         assert!((22.5..=37.5).contains(&terminal), "terminal starts near 30 s: {terminal}");
         let capped = retry_delay(false, 30, &settings).as_secs_f64();
         assert!(capped <= 900.0 * 1.25, "terminal cap: {capped}");
+    }
+
+    #[test]
+    fn delays_never_overflow() {
+        let huge = Settings {
+            transient_backoff_cap: Duration::MAX,
+            terminal_backoff_cap: Duration::MAX,
+            ..Settings::default()
+        };
+        for _ in 0..100 {
+            assert!(jittered(Duration::MAX) <= MAX_DELAY.mul_f64(1.1));
+            assert!(retry_delay(true, u32::MAX, &huge) <= MAX_DELAY.mul_f64(1.25));
+        }
     }
 
     #[test]

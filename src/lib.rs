@@ -111,6 +111,9 @@ pub enum Error {
     /// Adding or removing the finalizer failed.
     #[error("failed to update the finalizer")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The reconcile panicked: a bug in the operator, confined to this object.
+    #[error("internal error while reconciling (a bug in the operator, please report it): {0}")]
+    Panicked(String),
 }
 
 /// Result of a reconcile step.
@@ -142,6 +145,7 @@ impl Error {
             Self::Drift { .. } => reason::DRIFT_DETECTED,
             Self::AliasClaimed { .. } => reason::ALIAS_CLAIMED,
             Self::WriteStatus(_) | Self::Finalizer(_) => reason::KUBERNETES_ERROR,
+            Self::Panicked(_) => reason::INTERNAL_ERROR,
             _ => match self.kms().map(kms::Error::kind) {
                 Some(ErrorKind::KeyNotFound) => reason::KEY_NOT_FOUND,
                 Some(ErrorKind::KeyNotUsable) => reason::KEY_PENDING_DELETION,

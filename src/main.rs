@@ -45,22 +45,24 @@ struct RunArgs {
     /// Allow a plain http:// --kms-endpoint (the local emulator). Never for real KMS.
     #[arg(long)]
     allow_insecure_http: bool,
-    /// Timeout of one KMS call, in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Timeout of one KMS call, in seconds (1 to 300).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     kms_timeout_secs: u64,
-    /// Seconds between drift checks of an object that did not change.
-    #[arg(long, default_value_t = 300)]
+    /// Seconds between drift checks of an object that did not change (10 to 86400).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86_400))]
     resync_secs: u64,
-    /// What deleting a KmsAlias does to its alias when the object sets no deletionPolicy.
-    #[arg(long, value_enum, default_value_t = DeletionPolicyArg::Delete)]
+    /// What deleting a KmsAlias does to its alias when the object sets no deletionPolicy:
+    /// Delete or Retain (any case).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeletionPolicyArg::Delete)]
     default_deletion_policy: DeletionPolicyArg,
     /// Longest wait, in seconds, before retrying an object after a transient failure
-    /// (throttling, 5xx, network); retries double from 2 s up to this, ±25 % jitter.
-    #[arg(long, default_value_t = 300)]
+    /// (throttling, 5xx, network); retries double from 2 s up to this, ±25 % jitter (2 to
+    /// 86400).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(2..=86_400))]
     retry_cap_secs: u64,
     /// Seconds the KmsAlias watch may keep failing before /healthz answers 503, so the
-    /// kubelet restarts an operator that can no longer see its objects.
-    #[arg(long, default_value_t = 300)]
+    /// kubelet restarts an operator that can no longer see its objects (1 to 86400).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     watch_failure_grace_secs: u64,
     /// Objects reconciled at once.
     #[arg(long, default_value_t = 16)]
@@ -166,7 +168,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..Settings::default()
     };
-    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .map_err(|e| format!("failed to listen on {} (--http-addr): {e}", args.http_addr))?;
     tracing::info!(
         region = args.region.as_deref().unwrap_or("<none>"), http = %listener.local_addr()?,
         "starting kms-alias-operator"

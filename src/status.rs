@@ -63,6 +63,8 @@ pub mod reason {
     pub const PAUSED: &str = "PausedByAnnotation";
     /// The Kubernetes API failed while reconciling.
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    /// The operator hit a bug on this object; it retries with backoff.
+    pub const INTERNAL_ERROR: &str = "InternalError";
 }
 
 /// What the reconciler confirmed in KMS.

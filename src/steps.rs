@@ -55,11 +55,15 @@ fn drift_interval(obj: &KmsAlias) -> Result<Option<Duration>> {
     };
     parse_interval(text).map(Some).ok_or_else(|| {
         Error::InvalidSpec(RuleViolation(format!(
-            "annotation {ANNOTATION_DRIFT_INTERVAL} must be a duration of at least 10s such as \
+            "annotation {ANNOTATION_DRIFT_INTERVAL} must be a duration from 10s to 24h such as \
              90s, 10m or 1h, not {text:?}"
         )))
     })
 }
+
+/// Bounds of the drift-check interval annotation. Above a day, drift checks would be off in
+/// all but name; the bound also keeps every timer derived from it in range.
+const DRIFT_INTERVAL: std::ops::RangeInclusive<u64> = 10..=86_400;
 
 fn parse_interval(text: &str) -> Option<Duration> {
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
@@ -70,12 +74,17 @@ fn parse_interval(text: &str) -> Option<Duration> {
         _ => return None,
     };
     let secs = number.parse::<u64>().ok()?.checked_mul(scale)?;
-    (secs >= 10).then(|| Duration::from_secs(secs))
+    DRIFT_INTERVAL.contains(&secs).then(|| Duration::from_secs(secs))
 }
 
 /// Shows a failed step in status (held back by the budget, or failed) and hands the error on
 /// to the error policy.
-async fn reported(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, error: Error) -> Error {
+pub(crate) async fn reported(
+    obj: &KmsAlias,
+    ctx: &Context,
+    api: &Api<KmsAlias>,
+    error: Error,
+) -> Error {
     if error.paced().is_some() {
         report_paced(obj, api).await;
     } else {
@@ -551,6 +560,11 @@ mod tests {
             ("10m", Some(600), "minutes"),
             ("1h", Some(3600), "hours"),
             ("5s", None, "below the 10 s floor"),
+            ("24h", Some(86_400), "a day, the ceiling"),
+            ("25h", None, "above a day"),
+            ("5124095576030431h", None, "overflows a Duration's seconds once jittered"),
+            ("18446744073709551615s", None, "u64::MAX"),
+            ("99999999999999999999s", None, "beyond u64"),
             ("10", None, "no unit"),
             ("m", None, "no number"),
             ("1.5m", None, "no fractions"),

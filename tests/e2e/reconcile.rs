@@ -105,6 +105,30 @@ async fn report_only_drift_never_reverts() {
 }
 
 #[tokio::test]
+async fn a_bad_drift_interval_is_invalid_spec_and_harms_nothing_else() {
+    let scene = Scene::new("interval").await;
+    let key = scene.create_key().await;
+    let alias = scene.alias_name("app");
+    scene.apply("app", &alias, &key).await;
+    scene.wait_ready("app").await;
+
+    // A day is the ceiling; this value once overflowed a timer and took the operator down.
+    let annotation = "kms.aliasoperator.dev/drift-check-interval";
+    let huge = format!("{annotation}=5124095576030431h");
+    scene.kubectl(&["annotate", "--overwrite", "kmsalias", "app", &huge]).await;
+    let message = wait_reason(&scene, "app", "InvalidSpec", Duration::from_secs(30)).await;
+    assert!(message.contains("from 10s to 24h"), "{message}");
+
+    // The operator is still serving: another object becomes Ready, and a fixed value heals.
+    scene.apply("other", &scene.alias_name("other"), &key).await;
+    scene.wait_ready("other").await;
+    scene
+        .kubectl(&["annotate", "--overwrite", "kmsalias", "app", &format!("{annotation}=24h")])
+        .await;
+    wait_reason(&scene, "app", "AliasReady", Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
 async fn pause_holds_writes_and_reconcile_now_acts_at_once() {
     let scene = Scene::new("pause").await;
     let (k1, k2) = (scene.create_key().await, scene.create_key().await);
