@@ -76,6 +76,21 @@ pub enum Error {
         #[source]
         source: kms::Error,
     },
+    /// Listing the account's keys (to learn which account the provider reaches) failed.
+    #[error("failed to list keys")]
+    ListKeys {
+        #[source]
+        source: kms::Error,
+    },
+    /// The object owns its alias in one account and region, but its provider now reaches
+    /// another: the alias of that name there is not this object's.
+    #[error(
+        "alias {alias} is owned in {recorded} (region:account), but this object's provider now \
+         reaches {reached}; the operator neither writes nor deletes there. Point the provider \
+         back at {recorded}, or set deletionPolicy: Retain and delete this object to leave the \
+         alias behind"
+    )]
+    ProviderChanged { alias: String, recorded: String, reached: String },
     /// The alias exists on another key and this object does not own it.
     #[error(
         "alias {alias} already exists and points at key {foreign_key}; it is not owned by this \
@@ -126,7 +141,8 @@ impl Error {
             | Self::DescribeKey { source, .. }
             | Self::CreateAlias { source, .. }
             | Self::UpdateAlias { source, .. }
-            | Self::DeleteAlias { source, .. } => Some(source),
+            | Self::DeleteAlias { source, .. }
+            | Self::ListKeys { source } => Some(source),
             _ => None,
         }
     }
@@ -144,6 +160,7 @@ impl Error {
             Self::Provider(_) => reason::PROVIDER_CONFIG_INVALID,
             Self::Drift { .. } => reason::DRIFT_DETECTED,
             Self::AliasClaimed { .. } => reason::ALIAS_CLAIMED,
+            Self::ProviderChanged { .. } => reason::PROVIDER_CHANGED,
             Self::WriteStatus(_) | Self::Finalizer(_) => reason::KUBERNETES_ERROR,
             Self::Panicked(_) => reason::INTERNAL_ERROR,
             _ => match self.kms().map(kms::Error::kind) {

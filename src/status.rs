@@ -53,6 +53,8 @@ pub mod reason {
     pub const PROVIDER_CONFIG_INVALID: &str = "ProviderConfigInvalid";
     /// The owned alias was re-pointed or deleted out of band and `driftPolicy` is `Report`.
     pub const DRIFT_DETECTED: &str = "DriftDetected";
+    /// The provider now reaches another account or region than the one the alias is owned in.
+    pub const PROVIDER_CHANGED: &str = "ProviderChanged";
     /// Another KmsAlias claims the same alias and wins the tie-break.
     pub const ALIAS_CLAIMED: &str = "AliasClaimedByOtherResource";
     /// Cleanup deleted the alias; the object waits for other finalizers.

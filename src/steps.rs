@@ -269,6 +269,7 @@ async fn converge(
     let current = lookup_alias(kms, alias).await?;
     let config = Providers::config_name(obj);
     if let Some(meta) = &current {
+        check_place(obj, &meta.arn)?;
         // Now the account is known: look again for a claimant reached through another config.
         ctx.providers.learn_scope(config, &meta.arn);
         check_claim(obj, ctx)?;
@@ -331,6 +332,7 @@ async fn repoint(
 ) -> Result<KeyMetadata> {
     let alias = obj.spec.alias_name.as_str();
     let meta = usable_key(kms, key, alias).await?;
+    check_place(obj, &meta.arn)?;
     kms.update_alias(alias, &meta.key_id).await.map_err(|source| Error::UpdateAlias {
         alias: alias.into(),
         key: meta.key_id.clone(),
@@ -362,6 +364,7 @@ async fn create(
 ) -> Result<KeyMetadata> {
     let alias = obj.spec.alias_name.as_str();
     let meta = usable_key(kms, key, alias).await?;
+    check_place(obj, &meta.arn)?;
     ctx.providers.learn_scope(Providers::config_name(obj), &meta.arn);
     check_claim(obj, ctx)?;
     mark_pending_create(obj, api, alias, &meta.key_id).await?;
@@ -422,6 +425,43 @@ async fn mark_pending_create(
     let status = status::desired(obj, confirmed, &verdict);
     status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
     Ok(())
+}
+
+/// Where the object owns its alias: the `region:account` of `status.aliasArn`, once recorded.
+fn recorded_place(obj: &KmsAlias) -> Option<String> {
+    let status = obj.status.as_ref()?;
+    status.alias_name.as_ref()?;
+    status.alias_arn.as_deref().and_then(arn_scope)
+}
+
+/// Fails with `ProviderChanged` when KMS answered `arn` from another account or region than
+/// the one the object owns its alias in. Ownership is of an alias in one place: a provider
+/// that now reaches elsewhere (a `default` config created, a Secret of another account) must
+/// not let the object write to, or delete, an alias of the same name there.
+fn check_place(obj: &KmsAlias, arn: &str) -> Result<()> {
+    match (recorded_place(obj), arn_scope(arn)) {
+        (Some(recorded), Some(reached)) if recorded != reached => {
+            Err(Error::ProviderChanged { alias: obj.spec.alias_name.clone(), recorded, reached })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// After the owned alias was not found: checks that the provider still reaches the place the
+/// alias is owned in, so "not found" means gone rather than looked for in the wrong account.
+/// The place is learned from the key the alias was last on, else from any key of the account;
+/// an account that holds no key at all holds no alias either.
+async fn confirm_place(obj: &KmsAlias, kms: &kms::Client) -> Result<()> {
+    let last_key = obj.status.as_ref().and_then(|s| s.key_id.as_deref());
+    if let Some(key) = last_key {
+        match kms.describe_key(key).await {
+            Ok(meta) => return check_place(obj, &meta.arn),
+            Err(e) if e.kind() == ErrorKind::KeyNotFound => {}
+            Err(source) => return Err(Error::DescribeKey { key: key.into(), source }),
+        }
+    }
+    let keys = kms.list_keys_page(1, 1).await.map_err(|source| Error::ListKeys { source })?;
+    keys.first().map_or(Ok(()), |key| check_place(obj, &key.key_arn))
 }
 
 /// The key the alias points at now, or `None` when the alias does not exist.
@@ -534,9 +574,19 @@ async fn delete_owned(
     let kms = ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
     let _slot =
         kms.work_slot().map_err(|source| Error::DeleteAlias { alias: alias.into(), source })?;
-    if !recorded {
-        // Only the marker speaks for us: delete only if the alias sits on the marked key.
-        let current = lookup_alias(&kms, alias).await?;
+    let current = lookup_alias(&kms, alias).await?;
+    if recorded {
+        // Delete only in the account and region the alias is owned in.
+        match &current {
+            Some(meta) => check_place(obj, &meta.arn)?,
+            None => {
+                confirm_place(obj, &kms).await?;
+                return Ok(false);
+            }
+        }
+    } else {
+        // Only the marker speaks for us: delete only if the alias sits on the marked key (key
+        // ids are unique across accounts, so this also pins the place).
         let marked_key = marker.map(|p| p.key_id);
         if current.map(|m| m.key_id) != marked_key {
             return Ok(false);

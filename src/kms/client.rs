@@ -15,7 +15,7 @@ use super::budget::{Budget, CallClass, Quotas};
 use super::credentials::{Credentials, CredentialsProvider, scrub};
 use super::error::{ApiError, Error, ErrorKind};
 use super::sign;
-use super::types::{AliasEntry, ErrorBody, KeyMetadata};
+use super::types::{AliasEntry, ErrorBody, KeyEntry, KeyMetadata};
 use rand::Rng as _;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -111,6 +111,18 @@ pub struct AliasPage {
 pub struct AliasList {
     #[serde(rename = "Alias", default)]
     pub alias: Vec<AliasEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyPage {
+    keys: KeyList,
+}
+
+#[derive(Deserialize)]
+struct KeyList {
+    #[serde(rename = "Key", default)]
+    key: Vec<KeyEntry>,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +260,14 @@ impl Client {
         let days = days.to_string();
         let params = [("KeyId", key_id), ("PendingWindowInDays", days.as_str())];
         self.call_unit("ScheduleKeyDeletion", &params).await
+    }
+
+    /// Reads one page of the account's keys in this region, in every state.
+    pub async fn list_keys_page(&self, page: u32, size: u32) -> Result<Vec<KeyEntry>, Error> {
+        let (page, size) = (page.to_string(), size.to_string());
+        let body: KeyPage =
+            self.call("ListKeys", &[("PageNumber", &page), ("PageSize", &size)]).await?;
+        Ok(body.keys.key)
     }
 
     /// Reads one page of the account's aliases in this region.

@@ -16,7 +16,7 @@ pub use client::{BuildError, CallObserver, Client, ClientConfig};
 pub use credentials::Credentials;
 pub use error::{ApiError, Error, ErrorKind};
 pub use sweep::{Sweep, Sweeps};
-pub use types::{AliasEntry, KeyArn, KeyMetadata, KeyState};
+pub use types::{AliasEntry, KeyArn, KeyEntry, KeyMetadata, KeyState};
 
 /// The KMS API version this crate speaks.
 pub const API_VERSION: &str = "2016-01-20";

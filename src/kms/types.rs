@@ -45,6 +45,14 @@ pub struct AliasEntry {
     pub key_id: String,
 }
 
+/// One item of `Keys.Key` in ListKeys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyEntry {
+    pub key_id: String,
+    pub key_arn: String,
+}
+
 /// The error body Alibaba's gateways (KMS and STS alike) answer with.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -1,7 +1,8 @@
 //! Accounts and regions through `KmsProviderConfig`, and budgets under throttling.
 
 use crate::env::{
-    ACCOUNT_B, ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET, REGION, Scene, spawn_emulator, wait_for,
+    ACCOUNT_B, ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET, REGION, Scene, calls_at, spawn_emulator,
+    wait_for,
 };
 use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
 use std::time::Duration;
@@ -199,4 +200,68 @@ async fn two_configs_of_one_account_give_an_alias_one_owner() {
     assert_eq!(scene.count_calls("DeleteAlias", &alias).await, 0);
     let obj = scene.wait_ready(winner).await;
     assert_eq!(obj.status.and_then(|s| s.alias_name).as_deref(), Some(alias.as_str()));
+}
+
+/// Ownership is of an alias in one account and region. When the provider behind objects starts
+/// reaching another account (here their config is pointed at another account's Secret), the
+/// aliases of the same names there are not theirs: no write and no delete there, and deletion
+/// waits, with the reason in status, until the provider is pointed back; then it completes
+/// where the aliases really are.
+#[tokio::test]
+async fn a_provider_moved_to_another_account_touches_nothing_there() {
+    let scene = Scene::new("moved").await;
+    let url = scene.kms_url();
+    let account_b = client(&url, ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET);
+    let key_a = scene.create_key().await;
+    let key_b = account_b.create_key("another team").await.expect("CreateKey in B").key_id;
+    scene.secret("account-b", ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET).await;
+    let config = format!("{}-moving", scene.ns);
+    scene.provider_config(&config, &url, None).await;
+
+    // `taken` names an alias another team holds in B; `only-a` one that exists only in A.
+    let (taken, only_a) = (scene.alias_name("taken"), scene.alias_name("only-a"));
+    scene.apply_with_provider("taken", &taken, &key_a, &config).await;
+    scene.apply_with_provider("only-a", &only_a, &key_a, &config).await;
+    scene.wait_ready("taken").await;
+    scene.wait_ready("only-a").await;
+    account_b.create_alias(&taken, &key_b).await.expect("CreateAlias in B");
+
+    let switched = calls_at(&url).await.last().map_or(0, |c| c.seq);
+    scene.provider_config(&config, &url, Some("account-b")).await;
+    let message = wait_reason(&scene, "taken", "ProviderChanged").await;
+    assert!(message.contains(ACCOUNT_B), "{message}");
+
+    // Deleting both waits: neither alias of A can be reached, and B's is not theirs.
+    for name in ["taken", "only-a"] {
+        scene.kubectl(&["delete", "kmsalias", name, "--wait=false"]).await;
+        wait_reason(&scene, name, "ProviderChanged").await;
+    }
+    let b_writes = calls_at(&url).await.into_iter().filter(|c| {
+        c.seq > switched
+            && c.access_key_id == ACCOUNT_B_KEY_ID
+            && ["CreateAlias", "UpdateAlias", "DeleteAlias"].contains(&c.action.as_str())
+            && (c.names(&taken) || c.names(&only_a))
+    });
+    assert_eq!(b_writes.count(), 0, "the operator wrote in account B");
+    assert_eq!(target(&account_b, &taken).await.as_deref(), Some(key_b.as_str()), "B's alias");
+    for alias in [&taken, &only_a] {
+        assert_eq!(scene.kms_target(alias).await.as_deref(), Some(key_a.as_str()), "{alias}");
+    }
+
+    // Pointed back at A: both deletions complete there, and B's alias stays.
+    scene.provider_config(&config, &url, None).await;
+    for (name, alias) in [("taken", &taken), ("only-a", &only_a)] {
+        scene.wait_gone(name).await;
+        assert_eq!(scene.kms_target(alias).await, None, "{alias} deleted in A");
+    }
+    assert_eq!(target(&account_b, &taken).await.as_deref(), Some(key_b.as_str()), "B's alias");
+}
+
+/// Waits for a Ready reason and returns the message.
+async fn wait_reason(scene: &Scene, name: &str, reason: &str) -> String {
+    wait_for(&format!("{name} reason {reason}"), Duration::from_secs(30), || async {
+        let ready = scene.get(name).await?.ready_condition()?.clone();
+        (ready.reason == reason).then_some(ready.message)
+    })
+    .await
 }
