@@ -262,11 +262,14 @@ pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Act
         let wait = wait.min(ctx.settings.transient_backoff_cap);
         return Action::requeue(wait.mul_f64(rand::rng().random_range(0.8..1.3)));
     }
-    let transient = error.is_transient();
-    let failures = ctx.failures().entry(ObjectRef::from_obj(&*obj)).or_default().add(transient);
+    let key = ObjectRef::from_obj(&*obj);
     let reason = error.reason();
     let message = error.user_message();
     let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    if error.needs_spec_change() || error.recheck_interval().is_some() {
+        // Not failures that grow: whatever comes after them starts a fresh run.
+        ctx.failures().remove(&key);
+    }
     if error.needs_spec_change() {
         warn!(%namespace, %name, reason, error = %message, "waiting for a spec change");
         return Action::await_change();
@@ -276,26 +279,31 @@ pub fn error_policy(obj: Arc<KmsAlias>, error: &Error, ctx: Arc<Context>) -> Act
         warn!(%namespace, %name, reason, error = %message, "checking again later");
         return Action::requeue(jittered(every));
     }
+    let transient = error.is_transient();
+    let generation = obj.metadata.generation.unwrap_or_default();
+    let failures = ctx.failures().entry(key).or_default().add(transient, generation);
     let delay = retry_delay(transient, failures, &ctx.settings);
     warn!(%namespace, %name, reason, error = %message, failures, retry_in_s = delay.as_secs_f32(),
         "reconcile failed");
     Action::requeue(delay)
 }
 
-/// An object's run of failures of one kind, transient or not.
+/// An object's run of failures of one kind, transient or not, at one generation.
 #[derive(Debug, Default)]
 struct Failures {
     count: u32,
     transient: bool,
+    generation: i64,
 }
 
 impl Failures {
     /// Counts one more failure and returns the length of the run. A failure of the other kind
     /// starts a new run: a key found missing after a throttling storm is retried on the
-    /// schedule of a missing key, not where the storm's backoff had got to.
-    fn add(&mut self, transient: bool) -> u32 {
-        if self.transient != transient {
-            *self = Self { count: 0, transient };
+    /// schedule of a missing key, not where the storm's backoff had got to. So does a new
+    /// generation: a spec just edited is a new attempt, not the tenth retry of the old one.
+    fn add(&mut self, transient: bool, generation: i64) -> u32 {
+        if self.transient != transient || self.generation != generation {
+            *self = Self { count: 0, transient, generation };
         }
         self.count = self.count.saturating_add(1);
         self.count
@@ -329,12 +337,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failure_of_the_other_kind_starts_a_new_run() {
+    fn a_failure_of_the_other_kind_or_generation_starts_a_new_run() {
         let mut failures = Failures::default();
-        assert_eq!((failures.add(true), failures.add(true), failures.add(true)), (1, 2, 3));
-        assert_eq!(failures.add(false), 1, "terminal after transient");
-        assert_eq!(failures.add(false), 2);
-        assert_eq!(failures.add(true), 1, "transient after terminal");
+        assert_eq!(
+            (failures.add(true, 1), failures.add(true, 1), failures.add(true, 1)),
+            (1, 2, 3)
+        );
+        assert_eq!(failures.add(false, 1), 1, "terminal after transient");
+        assert_eq!(failures.add(false, 1), 2);
+        assert_eq!(failures.add(true, 1), 1, "transient after terminal");
+        assert_eq!(failures.add(true, 1), 2);
+        assert_eq!(failures.add(true, 2), 1, "a new generation");
     }
 
     #[test]
