@@ -58,7 +58,9 @@ impl Default for Settings {
 pub struct Context {
     pub client: kube::Client,
     pub providers: Providers,
+    /// Publishes Warning events; repeats of one reason fold into one series.
     pub recorder: Recorder,
+    reporter: Reporter,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     /// Every `KmsAlias`, as the controller's watch sees them: who else claims an alias.
@@ -81,13 +83,14 @@ impl Context {
         metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter { controller: status::MANAGER.into(), instance: None };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let recorder = Recorder::new(client.clone(), reporter.clone());
         let (aliases, writer) = reflector::store();
         let (nudges, nudged) = futures::channel::mpsc::unbounded();
         Self {
             client,
             providers,
             recorder,
+            reporter,
             settings,
             metrics,
             aliases,
@@ -119,7 +122,15 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        // kube's recorder folds events of one type, reason and action into one series that
+        // keeps its first note. Right for a failure seen again; wrong for transitions, whose
+        // notes say what changed (re-pointed from A to B, then from B to C), so each of those
+        // gets its own event. They are rare: one per change the operator makes.
+        let recorder = match type_ {
+            EventType::Normal => &Recorder::new(self.client.clone(), self.reporter.clone()),
+            EventType::Warning => &self.recorder,
+        };
+        if let Err(error) = recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(%error, reason, "failed to publish event");
         }
     }

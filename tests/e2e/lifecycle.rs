@@ -46,6 +46,22 @@ async fn changing_key_id_repoints_the_alias() {
     assert_eq!(obj.metadata.generation, Some(2));
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k2.as_str()));
     assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 1);
+
+    // And back: each re-point is an event of its own that says where the alias went.
+    scene.apply("app", &alias, &k1).await;
+    wait_for("alias back on k1", Duration::from_secs(30), || async {
+        (scene.kms_target(&alias).await.as_deref() == Some(k1.as_str())).then_some(())
+    })
+    .await;
+    let expected = [format!("from {k1} to {k2}"), format!("from {k2} to {k1}")];
+    wait_for("a Repointed event per re-point", Duration::from_secs(10), || async {
+        let events = scene.events("app").await;
+        let repointed = |what: &String| {
+            events.iter().any(|e| e.reason == "Repointed" && e.message.ends_with(what.as_str()))
+        };
+        expected.iter().all(repointed).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -60,8 +60,7 @@ async fn drift_is_corrected_with_an_event() {
         })
         .await;
     }
-    // Each correction is reported with what had happened out of band. (The recorder folds
-    // repeats of one reason into a series that keeps the first message, hence two objects.)
+    // Each correction is reported with what had happened out of band.
     let expected = [
         ("moved", format!("re-pointed to {k2} out of band")),
         ("gone", "deleted out of band".to_owned()),
