@@ -6,7 +6,7 @@ use crate::crd::{
     KmsAlias,
 };
 use crate::metrics::Metrics;
-use crate::providers::Providers;
+use crate::providers::{KmsProviderConfig, Providers};
 use crate::status;
 use crate::steps::{apply, cleanup};
 use crate::{Error, Result};
@@ -137,10 +137,12 @@ impl Context {
 }
 
 /// Runs the controller until shutdown is signalled. `config_changes` yields whenever a
-/// `KmsProviderConfig` changes; every object is then reconciled again.
+/// `KmsProviderConfig` changes; every object is then reconciled again. `gone` receives the
+/// config of every object the watch sees deleted (see [`crate::config_guard`]).
 pub async fn run(
     ctx: Arc<Context>,
     config_changes: impl futures::Stream<Item = ()> + Send + 'static,
+    gone: futures::channel::mpsc::UnboundedSender<ObjectRef<KmsProviderConfig>>,
 ) {
     let api: Api<KmsAlias> = Api::all(ctx.client.clone());
     let reader = ctx.aliases.clone();
@@ -156,7 +158,13 @@ pub async fn run(
     // operator's own status writes do not wake it up.
     let stream = watcher(api, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .inspect(move |event| metrics.observe_watch(event.is_ok()))
+        .inspect(move |event| {
+            metrics.observe_watch(event.is_ok());
+            if let Ok(watcher::Event::Delete(obj)) = event {
+                // Only fails once the guard has stopped, when nobody needs to know.
+                let _ = gone.unbounded_send(crate::config_guard::config_of(obj));
+            }
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(reconcile_trigger, Default::default());

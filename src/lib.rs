@@ -9,10 +9,12 @@
 //! - [`status`]: conditions and the status write.
 //! - [`metrics`]: Prometheus metrics and the health endpoints.
 //! - [`providers`]: the `KmsProviderConfig` kind: accounts, regions, credentials.
+//! - [`config_guard`]: keeps a `KmsProviderConfig` while `KmsAlias` objects use it.
 //! - [`kms`]: the signed KMS client.
 //! - [`emulator`]: the local KMS emulator served by the `kms-emulator` binary.
 //! - [`testenv`]: a local etcd + kube-apiserver control plane for tests and the demo.
 
+pub mod config_guard;
 pub mod controller;
 pub mod crd;
 pub mod emulator;

@@ -1,6 +1,7 @@
 //! `kms-alias-operator`: runs the controller (`run`) or prints the CRD (`crd`).
 
 use clap::{Parser, Subcommand};
+use kms_alias_operator::config_guard;
 use kms_alias_operator::controller::{self, Context, Settings};
 use kms_alias_operator::crd::{self, DeletionPolicy};
 use kms_alias_operator::kms::credentials::{CredentialsProvider, DefaultChain};
@@ -176,9 +177,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "starting kms-alias-operator"
     );
     let http = axum::serve(listener, metrics::router(metrics.clone()));
-    let ctx = Arc::new(Context::new(client, providers, settings, metrics));
+    let ctx = Arc::new(Context::new(client.clone(), providers, settings, metrics));
+    let (gone, gone_configs) = futures::channel::mpsc::unbounded();
+    tokio::spawn(config_guard::run(client, ctx.aliases.clone(), gone_configs));
     tokio::select! {
-        () = controller::run(ctx, changes) => {}
+        () = controller::run(ctx, changes, gone) => {}
         result = http => result?,
     }
     tracing::info!("kms-alias-operator stopped");

@@ -265,3 +265,41 @@ async fn wait_reason(scene: &Scene, name: &str, reason: &str) -> String {
     })
     .await
 }
+
+/// A config its objects still use cannot go first (a prune or an uninstall in the wrong
+/// order): it stays, and stays usable, with a Warning naming its users, until they are gone.
+#[tokio::test]
+async fn a_config_in_use_outlives_its_objects() {
+    let scene = Scene::new("in-use").await;
+    let key = scene.create_key().await;
+    let config = format!("{}-used", scene.ns);
+    scene.provider_config(&config, &scene.kms_url(), None).await;
+    let alias = scene.alias_name("app");
+    scene.apply_with_provider("app", &alias, &key, &config).await;
+    scene.wait_ready("app").await;
+
+    scene.kubectl(&["delete", "kmsproviderconfig", &config, "--wait=false"]).await;
+    let selector = format!("involvedObject.name={config},reason=InUse");
+    let note = wait_for("InUse event on the config", Duration::from_secs(30), || async {
+        let args = ["get", "events", "-n", "default", "--field-selector", &selector];
+        let out =
+            scene.kubectl(&[&args[..], &["-o", "jsonpath={.items[*].message}"]].concat()).await;
+        (!out.is_empty()).then_some(out)
+    })
+    .await;
+    assert!(note.contains(&format!("{}/app", scene.ns)), "names its user: {note}");
+    let finalizers = scene
+        .kubectl(&["get", "kmsproviderconfig", &config, "-o", "jsonpath={.metadata.finalizers}"])
+        .await;
+    assert!(finalizers.contains("kms.aliasoperator.dev/in-use"), "{finalizers}");
+
+    // Its object can still clean up through it; then the config goes at once.
+    scene.kubectl(&["delete", "kmsalias", "app", "--wait=false"]).await;
+    scene.wait_gone("app").await;
+    assert_eq!(scene.kms_target(&alias).await, None, "alias deleted through the config");
+    wait_for("the config is gone", Duration::from_secs(10), || async {
+        let out = scene.kubectl_output(&["get", "kmsproviderconfig", &config]).await;
+        (!out.status.success()).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,152 @@
+//! Keeps a `KmsProviderConfig` from going away while `KmsAlias` objects still use it.
+//!
+//! Deleting a config first (a GitOps prune, a chart uninstalled in the wrong order) would leave
+//! its objects unable to reach KMS to clean up their aliases: stuck objects, or leaked aliases.
+//! So the operator holds a finalizer on every config and lets a deleted config go only once no
+//! object uses it; until then it stays usable, and a Warning event names who still uses it.
+//! An object uses the config it names, and the one named `default` when it names none.
+//!
+//! It leaves the objects alone: their own finalizers and cleanup are [`crate::steps`]' job.
+
+use crate::crd::KmsAlias;
+use crate::providers::{KmsProviderConfig, Providers};
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as Finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Finalizer the operator keeps on each `KmsProviderConfig` while objects use it.
+pub const FINALIZER: &str = "kms.aliasoperator.dev/in-use";
+/// How often a deleted config that is still in use is looked at again, besides when one of
+/// its objects goes.
+const RECHECK: Duration = Duration::from_secs(30);
+/// At most this many users are named in the event.
+const NAMED_USERS: usize = 5;
+
+/// Why a config's finalizer stays.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Objects still use the config.
+    #[error(
+        "KmsProviderConfig {config} is still used by {count} KmsAlias object(s) ({names}); it \
+         is deleted once they are gone"
+    )]
+    InUse { config: String, count: usize, names: String },
+    /// Adding or removing the finalizer failed.
+    #[error("failed to update the finalizer of KmsProviderConfig {config}")]
+    Finalizer {
+        config: String,
+        #[source]
+        source: Box<finalizer::Error<Error>>,
+    },
+}
+
+struct Guard {
+    client: kube::Client,
+    aliases: Store<KmsAlias>,
+    recorder: Recorder,
+}
+
+/// Runs the guard until shutdown. `aliases` is the `KmsAlias` store the main controller keeps;
+/// `gone` yields the config of each object that has gone, so its config is looked at at once.
+pub async fn run(
+    client: kube::Client,
+    aliases: Store<KmsAlias>,
+    gone: impl futures::Stream<Item = ObjectRef<KmsProviderConfig>> + Send + 'static,
+) {
+    // Deciding on an empty store would release every deleted config at start-up. The wait is
+    // renewed every second: the store's readiness wakes only its latest waiter, and the main
+    // controller waits on the same store.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), aliases.wait_until_ready()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) => continue,
+        }
+    }
+    let reporter = Reporter { controller: crate::status::MANAGER.into(), instance: None };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let guard = Arc::new(Guard { client: client.clone(), aliases, recorder });
+    let api: Api<KmsProviderConfig> = Api::all(client);
+    Controller::new(api, watcher::Config::default())
+        .reconcile_on(gone)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, guard)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// The config an object uses.
+pub fn config_of(obj: &KmsAlias) -> ObjectRef<KmsProviderConfig> {
+    ObjectRef::new(Providers::config_name(obj))
+}
+
+/// The objects that use config `name`, as `namespace/name`.
+fn users(aliases: &Store<KmsAlias>, name: &str) -> Vec<String> {
+    let mut users: Vec<String> = aliases
+        .state()
+        .iter()
+        .filter(|o| Providers::config_name(o) == name)
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        .collect();
+    users.sort();
+    users
+}
+
+async fn reconcile(config: Arc<KmsProviderConfig>, guard: Arc<Guard>) -> Result<Action, Error> {
+    let api: Api<KmsProviderConfig> = Api::all(guard.client.clone());
+    let name = config.name_any();
+    finalizer::finalizer(&api, FINALIZER, config, |event| async {
+        match event {
+            Finalizer::Apply(_) => Ok(Action::await_change()),
+            Finalizer::Cleanup(config) => {
+                let users = users(&guard.aliases, &config.name_any());
+                if users.is_empty() {
+                    info!(config = %config.name_any(), "KmsProviderConfig no longer used; releasing it");
+                    return Ok(Action::await_change());
+                }
+                let names = users.iter().take(NAMED_USERS).cloned().collect::<Vec<_>>();
+                let more = users.len().saturating_sub(NAMED_USERS);
+                let names = if more > 0 {
+                    format!("{}, and {more} more", names.join(", "))
+                } else {
+                    names.join(", ")
+                };
+                Err(Error::InUse { config: config.name_any(), count: users.len(), names })
+            }
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::CleanupFailed(e) | finalizer::Error::ApplyFailed(e) => e,
+        other => Error::Finalizer { config: name, source: Box::new(other) },
+    })
+}
+
+fn error_policy(config: Arc<KmsProviderConfig>, error: &Error, guard: Arc<Guard>) -> Action {
+    warn!(config = %config.name_any(), error = %crate::error_chain(error), "KmsProviderConfig kept");
+    if let Error::InUse { .. } = error {
+        // Repeats fold into one series of the recorder.
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "InUse".into(),
+            note: Some(error.to_string()),
+            action: "Delete".into(),
+            secondary: None,
+        };
+        let reference = config.object_ref(&());
+        tokio::spawn(async move {
+            if let Err(error) = guard.recorder.publish(&event, &reference).await {
+                warn!(%error, "failed to publish event");
+            }
+        });
+    }
+    Action::requeue(RECHECK)
+}
