@@ -66,6 +66,8 @@ pub struct KmsAliasSpec {
     #[x_kube(
         validation = Rule::new("!self.startsWith('alias/')")
             .message("keyId must be a key id or key ARN, not an alias name"),
+        validation = Rule::new("!self.matches('^acs:kms:[^:]*:[^:]*:alias/')")
+            .message("keyId must be a key id or key ARN, not an alias ARN"),
         validation = Rule::new("!self.matches('\\\\s')")
             .message("keyId must not contain whitespace")
     )]

@@ -162,8 +162,9 @@ pub fn paused(obj: &KmsAlias) -> KmsAliasStatus {
         status: "True".to_owned(),
         reason: reason::PAUSED.to_owned(),
         message: format!(
-            "annotation {} is \"true\"; no KMS call is made",
-            crate::crd::ANNOTATION_PAUSED
+            "annotation {} is {:?}; no KMS call is made",
+            crate::crd::ANNOTATION_PAUSED,
+            obj.annotations().get(crate::crd::ANNOTATION_PAUSED).map_or("", |v| v.as_str()),
         ),
         last_transition_time: since,
         observed_generation: obj.meta().generation,

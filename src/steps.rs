@@ -110,10 +110,12 @@ async fn report_failure(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>, erro
         confirmed.alias_arn = None;
         confirmed.pending_create = None;
     }
-    if let Error::CreateAlias { alias, key, .. } = error {
-        // The answer may be lost rather than negative: keep the marker written before it.
+    if let Error::CreateAlias { alias, key, source } = error {
+        // A refusal KMS answered (4xx) created nothing; anything else (no answer, 5xx) may
+        // have, so the marker written before the call stays.
+        let refused = matches!(source, kms::Error::Api(api) if api.status < 500);
         confirmed.pending_create =
-            Some(PendingCreate { alias_name: alias.clone(), key_id: key.clone() });
+            (!refused).then(|| PendingCreate { alias_name: alias.clone(), key_id: key.clone() });
     }
     let status = status::desired(obj, confirmed, &verdict);
     if let Err(error) = status::write(api, obj, status).await {
@@ -294,7 +296,11 @@ async fn converge(
     let target = match (step, current) {
         (Plan::InSync { adopt }, Some(meta)) => {
             check_same_key(&key, &meta)?;
-            if adopt && !marked {
+            if marked && !recorded {
+                // The CreateAlias whose answer was lost did create it.
+                let note = format!("created alias {alias} pointing at {}", meta.key_id);
+                ctx.event(obj, EventType::Normal, "Created", note).await;
+            } else if adopt {
                 let note =
                     format!("took over alias {alias}, which already points at {}", meta.key_id);
                 ctx.event(obj, EventType::Normal, "Adopted", note).await;

@@ -24,7 +24,7 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "kms-emulator", version, about = "Local Alibaba Cloud KMS and STS emulator")]
 struct Cli {
     /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8081")]
     listen: String,
     /// Configuration file (JSON or YAML): accounts, roles, OIDC providers, quotas, faults.
     #[arg(long, value_name = "PATH")]

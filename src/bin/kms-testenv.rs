@@ -15,6 +15,11 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 /// Local etcd + kube-apiserver for the demo and manual tests.
+///
+/// The binaries come from the directory in KMS_TESTENV_BIN_DIR, which
+/// `hack/build-control-plane.sh` builds and prints:
+/// `KMS_TESTENV_BIN_DIR=$(hack/build-control-plane.sh) kms-testenv up --dir /tmp/kms-dev`.
+/// hack/demo.sh shows the rest of a stack (emulator, CRDs, operator) step by step.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {

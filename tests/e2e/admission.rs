@@ -39,8 +39,14 @@ async fn bad_alias_names_are_rejected_with_the_rule_named() {
 #[tokio::test]
 async fn alias_name_as_key_id_is_rejected() {
     let scene = Scene::new("admission-key").await;
-    let output = scene.kubectl_apply(&scene.manifest("k", "alias/k", "alias/other")).await;
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("keyId must be a key id or key ARN"), "{stderr}");
+    let cases = [
+        ("alias/other", "not an alias name"),
+        ("acs:kms:cn-hangzhou:1234567890123456:alias/other", "not an alias ARN"),
+    ];
+    for (key, rule) in cases {
+        let output = scene.kubectl_apply(&scene.manifest("k", "alias/k", key)).await;
+        assert!(!output.status.success(), "{key} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("keyId must be a key id or key ARN, {rule}")), "{stderr}");
+    }
 }
