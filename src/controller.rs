@@ -136,12 +136,13 @@ impl Context {
     }
 }
 
-/// Runs the controller until shutdown is signalled. `config_changes` yields whenever a
-/// `KmsProviderConfig` changes; every object is then reconciled again. `gone` receives the
-/// config of every object the watch sees deleted (see [`crate::config_guard`]).
+/// Runs the controller until shutdown is signalled. `config_changes` yields the name of each
+/// `KmsProviderConfig` whose spec changed; the objects that use it are then reconciled at
+/// once (and only those: the others' backoff stands). `gone` receives the config of every
+/// object the watch sees deleted (see [`crate::config_guard`]).
 pub async fn run(
     ctx: Arc<Context>,
-    config_changes: impl futures::Stream<Item = ()> + Send + 'static,
+    config_changes: impl futures::Stream<Item = String> + Send + 'static,
     gone: futures::channel::mpsc::UnboundedSender<ObjectRef<KmsProviderConfig>>,
 ) {
     let api: Api<KmsAlias> = Api::all(ctx.client.clone());
@@ -168,12 +169,17 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(reconcile_trigger, Default::default());
+    let store = ctx.aliases.clone();
+    let config_users = config_changes.flat_map(move |config| {
+        let users = store.state().into_iter().filter(|o| Providers::config_name(o) == config);
+        futures::stream::iter(users.map(|o| ObjectRef::from_obj(&*o)).collect::<Vec<_>>())
+    });
     let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
     Controller::for_stream(stream, reader)
         .with_config(config)
         // The controller backs off on the stream's errors once more; same short policy.
         .trigger_backoff(WatchBackoff::default())
-        .reconcile_all_on(config_changes)
+        .reconcile_on(config_users)
         .reconcile_on(nudged)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

@@ -8,6 +8,7 @@ use kms_alias_operator::kms::credentials::{CredentialsProvider, DefaultChain};
 use kms_alias_operator::kms::{self, ClientConfig};
 use kms_alias_operator::metrics::{self, Metrics};
 use kms_alias_operator::providers::{Builtin, KmsProviderConfig, Providers};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use std::net::SocketAddr;
@@ -195,11 +196,12 @@ async fn operator_identity() -> Result<Arc<dyn CredentialsProvider>, Box<dyn std
     Ok(Arc::new(chain))
 }
 
-/// Keeps the KmsProviderConfig cache current and signals each change of a config's spec.
+/// Keeps the KmsProviderConfig cache current and sends the name of each config whose spec
+/// changed.
 async fn watch_configs(
     api: Api<KmsProviderConfig>,
     writer: reflector::store::Writer<KmsProviderConfig>,
-    mut changed: futures::channel::mpsc::Sender<()>,
+    mut changed: futures::channel::mpsc::Sender<String>,
 ) {
     use futures::{SinkExt, StreamExt};
     let stream = watcher(api, watcher::Config::default())
@@ -209,7 +211,9 @@ async fn watch_configs(
         .predicate_filter(predicates::generation, Default::default());
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
-        if event.is_ok() && changed.send(()).await.is_err() {
+        if let Ok(config) = event
+            && changed.send(config.name_any()).await.is_err()
+        {
             return;
         }
     }

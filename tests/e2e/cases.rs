@@ -61,7 +61,7 @@ async fn case3_reapply_after_orphaning_adopts_or_reports_the_other_key() {
 
     scene.apply("app", &alias, &k1).await;
     scene.wait_ready("app").await;
-    assert_eq!(scene.count_calls("CreateAlias", &alias).await, 1, "adopted, not re-created");
+    assert_eq!(scene.count_applied("CreateAlias", &alias).await, 1, "adopted, not re-created");
     orphan(&scene).await;
 
     scene.apply("app", &alias, &k2).await;
@@ -90,7 +90,7 @@ async fn case7_key_arn_is_stored_bare_and_causes_no_writes() {
     .await;
     assert_eq!(obj.ready_condition().map(|c| c.status.as_str()), Some("True"));
     assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
-    assert_eq!(scene.count_calls("CreateAlias", &alias).await, 1);
+    assert_eq!(scene.count_applied("CreateAlias", &alias).await, 1);
 
     let foreign = format!("acs:kms:{REGION}:999999999999:key/{k1}");
     let xacct = scene.alias_name("xacct");
@@ -210,7 +210,7 @@ async fn case5_delete_with_the_key_pending_deletion_is_quick_and_cheap() {
     println!("case 5: delete took {took:.1?} with {} KMS calls", after - before);
     assert!(took < Duration::from_secs(15), "delete took {took:?}");
     assert!(after - before <= 3, "{} KMS calls on the delete path", after - before);
-    let deletes = scene.count_calls("DeleteAlias", &alias).await;
+    let deletes = scene.count_applied("DeleteAlias", &alias).await;
     assert!((1..=2).contains(&deletes), "{deletes} DeleteAlias calls");
     assert_eq!(scene.kms_target(&alias).await, None);
 
@@ -310,5 +310,5 @@ async fn case11_label_edits_during_a_spec_change_cause_no_flap() {
     assert!(flaps.is_empty(), "Ready flapped: {flaps:?}");
     assert_eq!(warnings(&scene, "app").await, 0, "error events");
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k2.as_str()));
-    assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 1);
+    assert_eq!(scene.count_applied("UpdateAlias", &alias).await, 1);
 }

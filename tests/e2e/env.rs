@@ -346,6 +346,21 @@ impl Scene {
             .count()
     }
 
+    /// How many `action` calls named `alias`, made by the operator, that KMS did not turn away
+    /// as throttled: the calls that could have changed something. The shared emulator's
+    /// account quota is also spent by the tests' own calls, so a throttled retry is normal.
+    pub async fn count_applied(&self, action: &str, alias: &str) -> usize {
+        self.calls()
+            .await
+            .iter()
+            .filter(|c| {
+                c.action == action
+                    && c.params.get("AliasName").map(String::as_str) == Some(alias)
+                    && !c.code.contains("Throttling")
+            })
+            .count()
+    }
+
     /// How many operator calls of any action carried `value` as a parameter.
     pub async fn count_calls_naming(&self, value: &str) -> usize {
         self.calls().await.iter().filter(|c| c.names(value)).count()

@@ -45,7 +45,7 @@ async fn changing_key_id_repoints_the_alias() {
     .await;
     assert_eq!(obj.metadata.generation, Some(2));
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k2.as_str()));
-    assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 1);
+    assert_eq!(scene.count_applied("UpdateAlias", &alias).await, 1);
 
     // And back: each re-point is an event of its own that says where the alias went.
     scene.apply("app", &alias, &k1).await;
@@ -75,7 +75,7 @@ async fn deleting_the_object_deletes_the_alias() {
     scene.kubectl(&["delete", "kmsalias", "app", "--wait=false"]).await;
     scene.wait_gone("app").await;
     assert_eq!(scene.kms_target(&alias).await, None, "alias deleted in KMS");
-    assert_eq!(scene.count_calls("DeleteAlias", &alias).await, 1);
+    assert_eq!(scene.count_applied("DeleteAlias", &alias).await, 1);
 }
 
 #[tokio::test]
