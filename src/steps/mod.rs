@@ -1,18 +1,24 @@
 //! The apply and cleanup steps of a reconcile, against KMS.
 //!
-//! Apply: pause check → validate → one owner per alias → look up the alias → plan (see
-//! [`crate::reconcile`]) → check the key before any write → write, with a marker persisted
-//! before CreateAlias → status. Cleanup: delete only an owned alias (or one the marker proves
-//! ours), honour `deletionPolicy`, never wait on the key, never depend on a status write.
+//! Apply: pause check → validate → one owner per alias ([`claims`]) → look up the alias →
+//! check it is where the object owns it → plan (see [`crate::reconcile`]) → check the key
+//! before any write → write, with a marker persisted before CreateAlias → status. Cleanup is
+//! in [`cleanup`].
+
+mod claims;
+mod cleanup;
+
+pub use cleanup::cleanup;
 
 use crate::controller::{Context, jittered};
-use crate::crd::{ANNOTATION_DRIFT_INTERVAL, DeletionPolicy, DriftPolicy, KmsAlias, PendingCreate};
+use crate::crd::{ANNOTATION_DRIFT_INTERVAL, DriftPolicy, KmsAlias, PendingCreate};
 use crate::kms::{self, ErrorKind, KeyArn, KeyMetadata, KeyState};
 use crate::providers::{Providers, arn_scope};
 use crate::reconcile::{Plan, plan};
 use crate::status::{self, Confirmed, Verdict, reason};
 use crate::validate::{self, KeyRef, RuleViolation};
 use crate::{Error, Result};
+use claims::{check_claim, nudge_rivals};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -145,92 +151,6 @@ async fn report_paced(obj: &KmsAlias, api: &Api<KmsAlias>) {
     let status = status::desired(obj, Confirmed::from_status(obj), &verdict);
     if let Err(error) = status::write(api, obj, status).await {
         tracing::warn!(%error, "failed to write waiting status");
-    }
-}
-
-/// Where objects claim aliases: same provider config, or configs seen to reach the same
-/// account and region (two configs may hold different credentials of one account).
-struct Places<'a> {
-    ctx: &'a Context,
-    config: &'a str,
-    scope: Option<String>,
-}
-
-impl<'a> Places<'a> {
-    fn of(obj: &'a KmsAlias, ctx: &'a Context) -> Self {
-        let mut places = Self { ctx, config: Providers::config_name(obj), scope: None };
-        places.scope = places.scope_of(obj);
-        places
-    }
-
-    /// `region:account` of an object: from the alias ARN it recorded, else its config's.
-    fn scope_of(&self, o: &KmsAlias) -> Option<String> {
-        let recorded = o.status.as_ref().and_then(|s| s.alias_arn.as_deref());
-        recorded.and_then(arn_scope).or_else(|| self.ctx.providers.scope(Providers::config_name(o)))
-    }
-
-    /// Whether `o` is known to be in the same account and region.
-    fn same(&self, o: &KmsAlias) -> bool {
-        Providers::config_name(o) == self.config
-            || (self.scope.is_some() && self.scope_of(o) == self.scope)
-    }
-
-    /// Whether `o` may be: the same, or not yet known.
-    fn maybe_same(&self, o: &KmsAlias) -> bool {
-        self.same(o) || self.scope.is_none() || self.scope_of(o).is_none()
-    }
-}
-
-fn records(o: &KmsAlias, alias: &str) -> bool {
-    o.status.as_ref().and_then(|s| s.alias_name.as_deref()) == Some(alias)
-}
-
-/// The winner among objects claiming the same alias in the same account and region, if it is
-/// not `obj`: the one that recorded ownership, else the oldest, else the first by
-/// namespace/name. Returns its `namespace/name` and whether it is being deleted.
-fn other_claimant(obj: &KmsAlias, ctx: &Context) -> Option<(String, bool)> {
-    let alias = &obj.spec.alias_name;
-    let places = Places::of(obj, ctx);
-    let rank = |o: &KmsAlias| {
-        (!records(o, alias), o.creation_timestamp().map(|t| t.0), o.namespace(), o.name_any())
-    };
-    let winner = ctx
-        .aliases
-        .state()
-        .into_iter()
-        .filter(|o| &o.spec.alias_name == alias && places.same(o))
-        .min_by_key(|o| rank(o))?;
-    let same = winner.uid() == obj.uid() && obj.uid().is_some();
-    let name = format!("{}/{}", winner.namespace().unwrap_or_default(), winner.name_any());
-    (!same).then(|| (name, winner.metadata.deletion_timestamp.is_some()))
-}
-
-/// Wakes other objects claiming this object's alias, which holds it now: when it has just
-/// recorded ownership, every one that may be in the same account (one reached through another
-/// config may learn only now that it is); else those known to be there that still record it.
-/// Each must stand back at once, and drop its record, rather than at its next resync.
-fn nudge_rivals(obj: &KmsAlias, ctx: &Context, newly_owned: bool) {
-    let alias = &obj.spec.alias_name;
-    let places = Places::of(obj, ctx);
-    for other in ctx.aliases.state() {
-        let rival = if newly_owned {
-            places.maybe_same(&other)
-        } else {
-            places.same(&other) && records(&other, alias)
-        };
-        if &other.spec.alias_name == alias && other.uid() != obj.uid() && rival {
-            ctx.nudge(&other);
-        }
-    }
-}
-
-/// Fails with `AliasClaimed` when another object wins the claim on this alias.
-fn check_claim(obj: &KmsAlias, ctx: &Context) -> Result<()> {
-    match other_claimant(obj, ctx) {
-        Some((winner, leaving)) => {
-            Err(Error::AliasClaimed { alias: obj.spec.alias_name.clone(), winner, leaving })
-        }
-        None => Ok(()),
     }
 }
 
@@ -505,103 +425,6 @@ fn check_same_key(key: &KeyRef, meta: &KeyMetadata) -> Result<()> {
             ))))
         }
         _ => Ok(()),
-    }
-}
-
-/// The cleanup step. Deletes the alias only when the object owns it (or the create marker
-/// proves it) and `deletionPolicy` is `Delete`; returns once KMS confirmed.
-pub async fn cleanup(obj: &KmsAlias, ctx: &Context, api: &Api<KmsAlias>) -> Result<Action> {
-    let alias = obj.spec.alias_name.as_str();
-    if let Some((winner, _)) = other_claimant(obj, ctx) {
-        info!(%winner, "alias held by another KmsAlias; removing the finalizer without a KMS call");
-        return Ok(Action::await_change());
-    }
-    // Whatever happens to the alias now, objects waiting for this one to let go of it should
-    // look again soon rather than at their next steady check.
-    nudge_rivals(obj, ctx, true);
-    let policy = obj.spec.deletion_policy.unwrap_or(ctx.settings.default_deletion_policy);
-    if policy == DeletionPolicy::Retain {
-        info!("deletionPolicy Retain: leaving the alias in KMS");
-        return Ok(Action::await_change());
-    }
-    let status = obj.status.clone().unwrap_or_default();
-    let recorded = status.alias_name.as_deref() == Some(alias);
-    let marker = status.pending_create.filter(|p| p.alias_name == alias);
-    if !recorded && marker.is_none() {
-        info!("alias not owned by this object; removing the finalizer without a KMS call");
-        return Ok(Action::await_change());
-    }
-    match delete_owned(obj, ctx, alias, recorded, marker).await {
-        Ok(deleted) => {
-            if deleted {
-                info!("deleted alias");
-                ctx.event(obj, EventType::Normal, "Deleted", format!("deleted alias {alias}"))
-                    .await;
-            }
-            forget_ownership(obj, api, alias).await;
-            Ok(Action::await_change())
-        }
-        // Best effort: during namespace teardown the status write may fail too.
-        Err(error) => Err(reported(obj, ctx, api, error).await),
-    }
-}
-
-/// Records that the alias is no longer this object's, so a cleanup that runs again (the
-/// finalizer patch refused because the list moved) sends no second DeleteAlias: by then the
-/// name may belong to someone else. Best effort: the finalizer goes either way.
-async fn forget_ownership(obj: &KmsAlias, api: &Api<KmsAlias>, alias: &str) {
-    let mut confirmed = Confirmed::from_status(obj);
-    if confirmed.alias_name.is_none() && confirmed.pending_create.is_none() {
-        return;
-    }
-    confirmed.alias_name = None;
-    confirmed.pending_create = None;
-    confirmed.key_id = None;
-    confirmed.alias_arn = None;
-    let verdict = Verdict {
-        ready: false,
-        reason: reason::ALIAS_DELETED,
-        message: format!("alias {alias} deleted; waiting for the remaining finalizers"),
-        stalled: false,
-    };
-    if let Err(error) = status::write(api, obj, status::desired(obj, confirmed, &verdict)).await {
-        tracing::warn!(%error, "failed to record the deletion in status");
-    }
-}
-
-/// Deletes the alias; `Ok(false)` when there was nothing of ours to delete.
-async fn delete_owned(
-    obj: &KmsAlias,
-    ctx: &Context,
-    alias: &str,
-    recorded: bool,
-    marker: Option<PendingCreate>,
-) -> Result<bool> {
-    let kms = ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
-    let _slot =
-        kms.work_slot().map_err(|source| Error::DeleteAlias { alias: alias.into(), source })?;
-    let current = lookup_alias(&kms, alias).await?;
-    if recorded {
-        // Delete only in the account and region the alias is owned in.
-        match &current {
-            Some(meta) => check_place(obj, &meta.arn)?,
-            None => {
-                confirm_place(obj, &kms).await?;
-                return Ok(false);
-            }
-        }
-    } else {
-        // Only the marker speaks for us: delete only if the alias sits on the marked key (key
-        // ids are unique across accounts, so this also pins the place).
-        let marked_key = marker.map(|p| p.key_id);
-        if current.map(|m| m.key_id) != marked_key {
-            return Ok(false);
-        }
-    }
-    match kms.delete_alias(alias).await {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::AliasNotFound => Ok(false),
-        Err(source) => Err(Error::DeleteAlias { alias: alias.into(), source }),
     }
 }
 
