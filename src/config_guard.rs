@@ -109,7 +109,7 @@ async fn reconcile(config: Arc<KmsProviderConfig>, guard: Arc<Guard>) -> Result<
             Finalizer::Cleanup(config) => {
                 let users = users(&guard.aliases, &config.name_any());
                 if users.is_empty() {
-                    info!(config = %config.name_any(), "KmsProviderConfig no longer used; releasing it");
+                    info!(config = %config.name_any(), "KmsProviderConfig unused; releasing it");
                     return Ok(Action::await_change());
                 }
                 let names = users.iter().take(NAMED_USERS).cloned().collect::<Vec<_>>();
@@ -131,7 +131,8 @@ async fn reconcile(config: Arc<KmsProviderConfig>, guard: Arc<Guard>) -> Result<
 }
 
 fn error_policy(config: Arc<KmsProviderConfig>, error: &Error, guard: Arc<Guard>) -> Action {
-    warn!(config = %config.name_any(), error = %crate::error_chain(error), "KmsProviderConfig kept");
+    let config_name = config.name_any();
+    warn!(config = %config_name, error = %crate::error_chain(error), "KmsProviderConfig kept");
     if let Error::InUse { .. } = error {
         // Repeats fold into one series of the recorder.
         let event = Event {
