@@ -154,7 +154,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     let configs: Api<KmsProviderConfig> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
-    let (changed, changes) = futures::channel::mpsc::channel(16);
+    // Unbounded: nothing reads the changes until the controller runs, which is after the
+    // initial list of configs, and that list sends one name per config.
+    let (changed, changes) = futures::channel::mpsc::unbounded();
     tokio::spawn(watch_configs(configs, writer, changed));
     reader.wait_until_ready().await?;
 
@@ -201,9 +203,9 @@ async fn operator_identity() -> Result<Arc<dyn CredentialsProvider>, Box<dyn std
 async fn watch_configs(
     api: Api<KmsProviderConfig>,
     writer: reflector::store::Writer<KmsProviderConfig>,
-    mut changed: futures::channel::mpsc::Sender<String>,
+    changed: futures::channel::mpsc::UnboundedSender<String>,
 ) {
-    use futures::{SinkExt, StreamExt};
+    use futures::StreamExt;
     let stream = watcher(api, watcher::Config::default())
         .backoff(controller::WatchBackoff::default())
         .reflect(writer)
@@ -212,7 +214,7 @@ async fn watch_configs(
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         if let Ok(config) = event
-            && changed.send(config.name_any()).await.is_err()
+            && changed.unbounded_send(config.name_any()).is_err()
         {
             return;
         }

@@ -16,4 +16,5 @@ mod namespace;
 mod restart;
 mod schema;
 mod stack;
+mod startup;
 mod throttling;

@@ -305,7 +305,8 @@ impl Stack {
     pub async fn operator_http(&self) -> String {
         wait_for("the operator's start-up log line", Duration::from_secs(30), || async {
             let log = std::fs::read_to_string(&self.operator_log).ok()?;
-            let line = log.lines().find(|l| l.contains("starting kms-alias-operator"))?;
+            // The latest start: after a restart the log goes on in the same file.
+            let line = log.lines().rev().find(|l| l.contains("starting kms-alias-operator"))?;
             let addr = line.split_whitespace().find_map(|w| w.strip_prefix("http="))?;
             Some(format!("http://{addr}"))
         })
