@@ -6,7 +6,8 @@
 //! finalizer goes once KMS confirmed, or at once when there is nothing of the object's there.
 
 use super::claims::{nudge_rivals, other_claimant};
-use super::{check_place, confirm_place, lookup_alias, reported};
+use super::place::{check_place, check_region, confirm_place};
+use super::{lookup_alias, reported};
 use crate::controller::Context;
 use crate::crd::{DeletionPolicy, KmsAlias, PendingCreate};
 use crate::kms::ErrorKind;
@@ -89,6 +90,7 @@ async fn delete_owned(
     let kms = ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
     let _slot =
         kms.work_slot().map_err(|source| Error::DeleteAlias { alias: alias.into(), source })?;
+    check_region(obj, &kms)?;
     let current = lookup_alias(&kms, alias).await?;
     if recorded {
         // Delete only in the account and region the alias is owned in.

@@ -7,13 +7,14 @@
 
 mod claims;
 mod cleanup;
+mod place;
 
 pub use cleanup::cleanup;
 
 use crate::controller::{Context, jittered};
 use crate::crd::{ANNOTATION_DRIFT_INTERVAL, DriftPolicy, KmsAlias, PendingCreate};
 use crate::kms::{self, ErrorKind, KeyArn, KeyMetadata, KeyState};
-use crate::providers::{Providers, arn_scope};
+use crate::providers::Providers;
 use crate::reconcile::{Plan, plan};
 use crate::status::{self, Confirmed, Verdict, reason};
 use crate::validate::{self, KeyRef, RuleViolation};
@@ -23,6 +24,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use place::{check_place, check_region, confirm_place};
 use std::time::Duration;
 use tracing::info;
 
@@ -168,6 +170,7 @@ async fn converge(
     let kms = &ctx.providers.client_for(obj).await.map_err(|e| Error::Provider(Box::new(e)))?;
     let _slot =
         kms.work_slot().map_err(|source| Error::LookupAlias { alias: alias.into(), source })?;
+    check_region(obj, kms)?;
     if let KeyRef::Arn(arn) = &key
         && arn.region != kms.region()
     {
@@ -190,11 +193,17 @@ async fn converge(
     }
     let current = lookup_alias(kms, alias).await?;
     let config = Providers::config_name(obj);
-    if let Some(meta) = &current {
-        check_place(obj, &meta.arn)?;
-        // Now the account is known: look again for a claimant reached through another config.
-        ctx.providers.learn_scope(config, &meta.arn);
-        check_claim(obj, ctx)?;
+    match &current {
+        Some(meta) => {
+            check_place(obj, &meta.arn)?;
+            // Now the account is known: look again for a claimant reached through another
+            // config.
+            ctx.providers.learn_scope(config, &meta.arn);
+            check_claim(obj, ctx)?;
+        }
+        // Our alias is missing: deleted out of band, or looked for in the wrong account.
+        None if recorded => confirm_place(obj, kms).await?,
+        None => {}
     }
     let current_key = current.as_ref().map(|m| m.key_id.as_str());
     // A lost CreateAlias answer: the marker proves an alias on the marked key is ours.
@@ -351,43 +360,6 @@ async fn mark_pending_create(
     let status = status::desired(obj, confirmed, &verdict);
     status::write(api, obj, status).await.map_err(Error::WriteStatus)?;
     Ok(())
-}
-
-/// Where the object owns its alias: the `region:account` of `status.aliasArn`, once recorded.
-fn recorded_place(obj: &KmsAlias) -> Option<String> {
-    let status = obj.status.as_ref()?;
-    status.alias_name.as_ref()?;
-    status.alias_arn.as_deref().and_then(arn_scope)
-}
-
-/// Fails with `ProviderChanged` when KMS answered `arn` from another account or region than
-/// the one the object owns its alias in. Ownership is of an alias in one place: a provider
-/// that now reaches elsewhere (a `default` config created, a Secret of another account) must
-/// not let the object write to, or delete, an alias of the same name there.
-fn check_place(obj: &KmsAlias, arn: &str) -> Result<()> {
-    match (recorded_place(obj), arn_scope(arn)) {
-        (Some(recorded), Some(reached)) if recorded != reached => {
-            Err(Error::ProviderChanged { alias: obj.spec.alias_name.clone(), recorded, reached })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// After the owned alias was not found: checks that the provider still reaches the place the
-/// alias is owned in, so "not found" means gone rather than looked for in the wrong account.
-/// The place is learned from the key the alias was last on, else from any key of the account;
-/// an account that holds no key at all holds no alias either.
-async fn confirm_place(obj: &KmsAlias, kms: &kms::Client) -> Result<()> {
-    let last_key = obj.status.as_ref().and_then(|s| s.key_id.as_deref());
-    if let Some(key) = last_key {
-        match kms.describe_key(key).await {
-            Ok(meta) => return check_place(obj, &meta.arn),
-            Err(e) if e.kind() == ErrorKind::KeyNotFound => {}
-            Err(source) => return Err(Error::DescribeKey { key: key.into(), source }),
-        }
-    }
-    let keys = kms.list_keys_page(1, 1).await.map_err(|source| Error::ListKeys { source })?;
-    keys.first().map_or(Ok(()), |key| check_place(obj, &key.key_arn))
 }
 
 /// The key the alias points at now, or `None` when the alias does not exist.

@@ -25,6 +25,10 @@ pub const OOB_KEY_SECRET: &str = "e2e-out-of-band-secret";
 pub const ACCOUNT_B: &str = "2222222222222222";
 pub const ACCOUNT_B_KEY_ID: &str = "e2e-account-b";
 pub const ACCOUNT_B_SECRET: &str = "e2e-account-b-secret";
+/// A third account, which no test gives a key: an account that cannot be told apart by its keys.
+pub const ACCOUNT_EMPTY: &str = "3333333333333333";
+pub const ACCOUNT_EMPTY_KEY_ID: &str = "e2e-account-empty";
+pub const ACCOUNT_EMPTY_SECRET: &str = "e2e-account-empty-secret";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The processes of one test binary; kept in a static and never dropped.
@@ -78,6 +82,7 @@ impl Env {
                 &format!("--access-key={ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}"),
                 &format!("--access-key={OOB_KEY_ID}:{OOB_KEY_SECRET}"),
                 &format!("--account={ACCOUNT_B}={ACCOUNT_B_KEY_ID}:{ACCOUNT_B_SECRET}"),
+                &format!("--account={ACCOUNT_EMPTY}={ACCOUNT_EMPTY_KEY_ID}:{ACCOUNT_EMPTY_SECRET}"),
             ],
         )
         .await;

@@ -1,8 +1,8 @@
 //! Accounts and regions through `KmsProviderConfig`, and budgets under throttling.
 
 use crate::env::{
-    ACCOUNT_B, ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET, REGION, Scene, calls_at, spawn_emulator,
-    wait_for,
+    ACCOUNT_B, ACCOUNT_B_KEY_ID, ACCOUNT_B_SECRET, ACCOUNT_EMPTY_KEY_ID, ACCOUNT_EMPTY_SECRET,
+    REGION, Scene, calls_at, spawn_emulator, wait_for,
 };
 use kms_alias_operator::kms::{self, ClientConfig, Credentials, ErrorKind};
 use std::time::Duration;
@@ -255,6 +255,55 @@ async fn a_provider_moved_to_another_account_touches_nothing_there() {
         assert_eq!(scene.kms_target(alias).await, None, "{alias} deleted in A");
     }
     assert_eq!(target(&account_b, &taken).await.as_deref(), Some(key_b.as_str()), "B's alias");
+}
+
+/// The same when the provider moves to a place where the alias is simply absent: another
+/// region, or an account with no keys at all. "Not found" there must not count as deleted:
+/// the object waits with `ProviderChanged`, its alias stays, and pointing back completes it.
+#[tokio::test]
+async fn a_provider_moved_where_the_alias_is_absent_keeps_the_finalizer() {
+    let scene = Scene::new("moved-away").await;
+    let url = scene.kms_url();
+    let key = scene.create_key().await;
+    scene.secret("empty", ACCOUNT_EMPTY_KEY_ID, ACCOUNT_EMPTY_SECRET).await;
+    let (regional, keyless) = (format!("{}-regional", scene.ns), format!("{}-keyless", scene.ns));
+    scene.provider_config(&regional, &url, None).await;
+    scene.provider_config(&keyless, &url, None).await;
+    let (in_region, in_account) = (scene.alias_name("region"), scene.alias_name("account"));
+    scene.apply_with_provider("region", &in_region, &key, &regional).await;
+    scene.apply_with_provider("account", &in_account, &key, &keyless).await;
+    scene.wait_ready("region").await;
+    scene.wait_ready("account").await;
+
+    // One config moves to another region, the other to an account that holds no key.
+    let to_beijing = r#"{"spec":{"region":"cn-beijing"}}"#;
+    scene
+        .kubectl(&["patch", "kmsproviderconfig", &regional, "--type=merge", "-p", to_beijing])
+        .await;
+    scene.provider_config(&keyless, &url, Some("empty")).await;
+    let expected = [("region", "region cn-beijing"), ("account", "an account with no keys")];
+    for (name, reached) in expected {
+        let message = wait_reason(&scene, name, "ProviderChanged").await;
+        assert!(message.contains(reached), "{name}: {message}");
+        scene.kubectl(&["delete", "kmsalias", name, "--wait=false"]).await;
+    }
+    for (name, alias) in [("region", &in_region), ("account", &in_account)] {
+        wait_reason(&scene, name, "ProviderChanged").await;
+        let obj = scene.get(name).await.expect("still there: the finalizer waits");
+        assert!(obj.metadata.deletion_timestamp.is_some(), "{name} is being deleted");
+        assert_eq!(scene.kms_target(alias).await.as_deref(), Some(key.as_str()), "{alias}");
+    }
+
+    // Pointed back, both deletions complete where the aliases are.
+    let to_hangzhou = format!(r#"{{"spec":{{"region":"{REGION}"}}}}"#);
+    scene
+        .kubectl(&["patch", "kmsproviderconfig", &regional, "--type=merge", "-p", &to_hangzhou])
+        .await;
+    scene.provider_config(&keyless, &url, None).await;
+    for (name, alias) in [("region", &in_region), ("account", &in_account)] {
+        scene.wait_gone(name).await;
+        assert_eq!(scene.kms_target(alias).await, None, "{alias} deleted");
+    }
 }
 
 /// Waits for a Ready reason and returns the message.
