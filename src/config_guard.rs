@@ -18,7 +18,8 @@ use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -51,7 +52,9 @@ pub enum Error {
 struct Guard {
     client: kube::Client,
     aliases: Store<KmsAlias>,
-    recorder: Recorder,
+    reporter: Reporter,
+    /// The last `InUse` note per config, so an event is emitted only when it changes.
+    noted: Mutex<HashMap<String, String>>,
 }
 
 /// Runs the guard until shutdown. `aliases` is the `KmsAlias` store the main controller keeps;
@@ -72,8 +75,8 @@ pub async fn run(
         }
     }
     let reporter = Reporter { controller: crate::status::MANAGER.into(), instance: None };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let guard = Arc::new(Guard { client: client.clone(), aliases, recorder });
+    let noted = Mutex::default();
+    let guard = Arc::new(Guard { client: client.clone(), aliases, reporter, noted });
     let api: Api<KmsProviderConfig> = Api::all(client);
     Controller::new(api, watcher::Config::default())
         .reconcile_on(gone)
@@ -110,6 +113,7 @@ async fn reconcile(config: Arc<KmsProviderConfig>, guard: Arc<Guard>) -> Result<
                 let users = users(&guard.aliases, &config.name_any());
                 if users.is_empty() {
                     info!(config = %config.name_any(), "KmsProviderConfig unused; releasing it");
+                    guard.noted().remove(&config.name_any());
                     return Ok(Action::await_change());
                 }
                 let names = users.iter().take(NAMED_USERS).cloned().collect::<Vec<_>>();
@@ -130,21 +134,31 @@ async fn reconcile(config: Arc<KmsProviderConfig>, guard: Arc<Guard>) -> Result<
     })
 }
 
+impl Guard {
+    fn noted(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // A poisoned map only holds notes; keep using it.
+        self.noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 fn error_policy(config: Arc<KmsProviderConfig>, error: &Error, guard: Arc<Guard>) -> Action {
     let config_name = config.name_any();
     warn!(config = %config_name, error = %crate::error_chain(error), "KmsProviderConfig kept");
-    if let Error::InUse { .. } = error {
-        // Repeats fold into one series of the recorder.
+    let note = error.to_string();
+    let new = guard.noted().insert(config_name, note.clone()).as_ref() != Some(&note);
+    if let (Error::InUse { .. }, true) = (error, new) {
+        // Once per list of users: a recheck that finds the same users says nothing new.
         let event = Event {
             type_: EventType::Warning,
             reason: "InUse".into(),
-            note: Some(error.to_string()),
+            note: Some(note),
             action: "Delete".into(),
             secondary: None,
         };
         let reference = config.object_ref(&());
+        let recorder = Recorder::new(guard.client.clone(), guard.reporter.clone());
         tokio::spawn(async move {
-            if let Err(error) = guard.recorder.publish(&event, &reference).await {
+            if let Err(error) = recorder.publish(&event, &reference).await {
                 warn!(%error, "failed to publish event");
             }
         });

@@ -58,8 +58,7 @@ impl Default for Settings {
 pub struct Context {
     pub client: kube::Client,
     pub providers: Providers,
-    /// Publishes Warning events; repeats of one reason fold into one series.
-    pub recorder: Recorder,
+    /// Who the operator's events say they come from.
     reporter: Reporter,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -83,13 +82,11 @@ impl Context {
         metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter { controller: status::MANAGER.into(), instance: None };
-        let recorder = Recorder::new(client.clone(), reporter.clone());
         let (aliases, writer) = reflector::store();
         let (nudges, nudged) = futures::channel::mpsc::unbounded();
         Self {
             client,
             providers,
-            recorder,
             reporter,
             settings,
             metrics,
@@ -122,14 +119,11 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        // kube's recorder folds events of one type, reason and action into one series that
-        // keeps its first note. Right for a failure seen again; wrong for transitions, whose
-        // notes say what changed (re-pointed from A to B, then from B to C), so each of those
-        // gets its own event. They are rare: one per change the operator makes.
-        let recorder = match type_ {
-            EventType::Normal => &Recorder::new(self.client.clone(), self.reporter.clone()),
-            EventType::Warning => &self.recorder,
-        };
+        // A recorder of its own for each event: kube's recorder folds events of one type,
+        // reason and action into one series that keeps its first note, so a second re-point
+        // (or a second missing key) would show the first one's details. Events are emitted
+        // only on transitions, so there is nothing to fold.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         if let Err(error) = recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(%error, reason, "failed to publish event");
         }

@@ -115,6 +115,16 @@ async fn case8_fixing_a_missing_key_acts_at_once_despite_backoff() {
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_eq!(obj.status.and_then(|s| s.observed_generation), Some(2));
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()));
+
+    // Another missing key later: its own Warning, naming that key (not a stale repeat).
+    let other = "key-hzz999999999999999998";
+    scene.apply("early", &alias, other).await;
+    wait_reason(&scene, "early", "KeyNotFound").await;
+    wait_for("a KeyNotFound event naming the second key", Duration::from_secs(10), || async {
+        let events = scene.events("early").await;
+        events.iter().any(|e| e.reason == "KeyNotFound" && e.message.contains(other)).then_some(())
+    })
+    .await;
 }
 
 /// Deletes the object and returns how long it took to go.

@@ -325,18 +325,36 @@ async fn a_config_in_use_outlives_its_objects() {
     scene.provider_config(&config, &scene.kms_url(), None).await;
     let alias = scene.alias_name("app");
     scene.apply_with_provider("app", &alias, &key, &config).await;
+    scene.apply_with_provider("app2", &scene.alias_name("app2"), &key, &config).await;
     scene.wait_ready("app").await;
+    scene.wait_ready("app2").await;
 
     scene.kubectl(&["delete", "kmsproviderconfig", &config, "--wait=false"]).await;
     let selector = format!("involvedObject.name={config},reason=InUse");
-    let note = wait_for("InUse event on the config", Duration::from_secs(30), || async {
-        let args = ["get", "events", "-n", "default", "--field-selector", &selector];
-        let out =
-            scene.kubectl(&[&args[..], &["-o", "jsonpath={.items[*].message}"]].concat()).await;
-        (!out.is_empty()).then_some(out)
+    let in_use = |needle: String| {
+        let selector = selector.clone();
+        let scene = &scene;
+        async move {
+            let args = ["get", "events", "-n", "default", "--field-selector", &selector];
+            let jsonpath = r#"jsonpath={range .items[*]}{.message}{"\n"}{end}"#;
+            let out = scene.kubectl(&[&args[..], &["-o", jsonpath]].concat()).await;
+            out.lines().find(|l| l.contains(&needle)).map(str::to_owned)
+        }
+    };
+    let note = wait_for("InUse event on the config", Duration::from_secs(30), || {
+        in_use("used by 2".to_owned())
     })
     .await;
-    assert!(note.contains(&format!("{}/app", scene.ns)), "names its user: {note}");
+    for user in ["app", "app2"] {
+        assert!(note.contains(&format!("{}/{user}", scene.ns)), "names {user}: {note}");
+    }
+    // One user goes: a new event says who is left.
+    scene.kubectl(&["delete", "kmsalias", "app2", "--wait=false"]).await;
+    let note = wait_for("InUse event after one user went", Duration::from_secs(30), || {
+        in_use("used by 1".to_owned())
+    })
+    .await;
+    assert!(!note.contains("app2"), "app2 is gone: {note}");
     let finalizers = scene
         .kubectl(&["get", "kmsproviderconfig", &config, "-o", "jsonpath={.metadata.finalizers}"])
         .await;
