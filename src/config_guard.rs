@@ -3,13 +3,19 @@
 //! Deleting a config first (a GitOps prune, a chart uninstalled in the wrong order) would leave
 //! its objects unable to reach KMS to clean up their aliases: stuck objects, or leaked aliases.
 //! So the operator holds a finalizer on every config and lets a deleted config go only once no
-//! object uses it; until then it stays usable, and a Warning event names who still uses it.
-//! An object uses the config it names, and the one named `default` when it names none.
+//! object needs it; until then it stays usable, and a Warning event names who still does.
+//! An object uses the config it names, and the one named `default` when it names none. It
+//! needs it unless its alias is recorded in a place the config does not reach (another region,
+//! or another account than the config was seen to reach): such an object waits for its
+//! provider to be pointed back (`ProviderChanged`), and deleting the config may be just that.
 //!
 //! It leaves the objects alone: their own finalizers and cleanup are [`crate::steps`]' job.
 
+use crate::controller::Context;
 use crate::crd::KmsAlias;
 use crate::providers::{KmsProviderConfig, Providers};
+use crate::status::reason;
+use crate::steps::place::recorded_place;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -50,20 +56,20 @@ pub enum Error {
 }
 
 struct Guard {
-    client: kube::Client,
-    aliases: Store<KmsAlias>,
+    ctx: Arc<Context>,
     reporter: Reporter,
     /// The last `InUse` note per config, so an event is emitted only when it changes.
     noted: Mutex<HashMap<String, String>>,
 }
 
-/// Runs the guard until shutdown. `aliases` is the `KmsAlias` store the main controller keeps;
-/// `gone` yields the config of each object that has gone, so its config is looked at at once.
+/// Runs the guard until shutdown, on the main controller's context (its `KmsAlias` store and
+/// what its providers learned). `gone` yields the config of each object that has gone, so that
+/// config is looked at again at once.
 pub async fn run(
-    client: kube::Client,
-    aliases: Store<KmsAlias>,
+    ctx: Arc<Context>,
     gone: impl futures::Stream<Item = ObjectRef<KmsProviderConfig>> + Send + 'static,
 ) {
+    let aliases = ctx.aliases.clone();
     // Deciding on an empty store would release every deleted config at start-up. The wait is
     // renewed every second: the store's readiness wakes only its latest waiter, and the main
     // controller waits on the same store.
@@ -76,8 +82,8 @@ pub async fn run(
     }
     let reporter = Reporter { controller: crate::status::MANAGER.into(), instance: None };
     let noted = Mutex::default();
-    let guard = Arc::new(Guard { client: client.clone(), aliases, reporter, noted });
-    let api: Api<KmsProviderConfig> = Api::all(client);
+    let api: Api<KmsProviderConfig> = Api::all(ctx.client.clone());
+    let guard = Arc::new(Guard { ctx, reporter, noted });
     Controller::new(api, watcher::Config::default())
         .reconcile_on(gone)
         .shutdown_on_signal()
@@ -91,26 +97,47 @@ pub fn config_of(obj: &KmsAlias) -> ObjectRef<KmsProviderConfig> {
     ObjectRef::new(Providers::config_name(obj))
 }
 
-/// The objects that use config `name`, as `namespace/name`.
-fn users(aliases: &Store<KmsAlias>, name: &str) -> Vec<String> {
+/// The objects that need `config`, as `namespace/name`. `reached` is the `region:account`
+/// the config was seen to reach, if known.
+fn users(
+    aliases: &Store<KmsAlias>,
+    config: &KmsProviderConfig,
+    reached: Option<&str>,
+) -> Vec<String> {
+    let name = config.name_any();
     let mut users: Vec<String> = aliases
         .state()
         .iter()
-        .filter(|o| Providers::config_name(o) == name)
+        .filter(|o| Providers::config_name(o) == name && needs(o, config, reached))
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect();
     users.sort();
     users
 }
 
+/// Whether `obj`, which uses `config`, needs it to reach its alias.
+fn needs(obj: &KmsAlias, config: &KmsProviderConfig, reached: Option<&str>) -> bool {
+    if obj.ready_condition().is_some_and(|c| c.reason == reason::PROVIDER_CHANGED) {
+        // The object found for itself that its provider reaches elsewhere.
+        return false;
+    }
+    let Some(recorded) = recorded_place(obj) else {
+        // Nothing recorded yet, or a create in flight: it may well need this config.
+        return true;
+    };
+    let region = recorded.split(':').next().unwrap_or_default();
+    region == config.spec.region && reached.is_none_or(|reached| reached == recorded)
+}
+
 async fn reconcile(config: Arc<KmsProviderConfig>, guard: Arc<Guard>) -> Result<Action, Error> {
-    let api: Api<KmsProviderConfig> = Api::all(guard.client.clone());
+    let api: Api<KmsProviderConfig> = Api::all(guard.ctx.client.clone());
     let name = config.name_any();
     finalizer::finalizer(&api, FINALIZER, config, |event| async {
         match event {
             Finalizer::Apply(_) => Ok(Action::await_change()),
             Finalizer::Cleanup(config) => {
-                let users = users(&guard.aliases, &config.name_any());
+                let reached = guard.ctx.providers.scope(&config.name_any());
+                let users = users(&guard.ctx.aliases, &config, reached.as_deref());
                 if users.is_empty() {
                     info!(config = %config.name_any(), "KmsProviderConfig unused; releasing it");
                     guard.noted().remove(&config.name_any());
@@ -156,7 +183,7 @@ fn error_policy(config: Arc<KmsProviderConfig>, error: &Error, guard: Arc<Guard>
             secondary: None,
         };
         let reference = config.object_ref(&());
-        let recorder = Recorder::new(guard.client.clone(), guard.reporter.clone());
+        let recorder = Recorder::new(guard.ctx.client.clone(), guard.reporter.clone());
         tokio::spawn(async move {
             if let Err(error) = recorder.publish(&event, &reference).await {
                 warn!(%error, "failed to publish event");

@@ -10,7 +10,7 @@ use kms_alias_operator::metrics::{self, Metrics};
 use kms_alias_operator::providers::{Builtin, KmsProviderConfig, Providers};
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -180,9 +180,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "starting kms-alias-operator"
     );
     let http = axum::serve(listener, metrics::router(metrics.clone()));
-    let ctx = Arc::new(Context::new(client.clone(), providers, settings, metrics));
+    let ctx = Arc::new(Context::new(client, providers, settings, metrics));
     let (gone, gone_configs) = futures::channel::mpsc::unbounded();
-    tokio::spawn(config_guard::run(client, ctx.aliases.clone(), gone_configs));
+    tokio::spawn(config_guard::run(ctx.clone(), gone_configs));
     tokio::select! {
         () = controller::run(ctx, changes, gone) => {}
         result = http => result?,
@@ -199,23 +199,38 @@ async fn operator_identity() -> Result<Arc<dyn CredentialsProvider>, Box<dyn std
 }
 
 /// Keeps the KmsProviderConfig cache current and sends the name of each config whose spec
-/// changed.
+/// changed, or that went away (its objects fall back to another provider, or to none).
 async fn watch_configs(
     api: Api<KmsProviderConfig>,
     writer: reflector::store::Writer<KmsProviderConfig>,
     changed: futures::channel::mpsc::UnboundedSender<String>,
 ) {
     use futures::StreamExt;
+    use std::collections::HashMap;
     let stream = watcher(api, watcher::Config::default())
         .backoff(controller::WatchBackoff::default())
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .reflect(writer);
     futures::pin_mut!(stream);
+    // The generation each config was last seen at: finalizer and status edits change nothing.
+    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
     while let Some(event) = stream.next().await {
-        if let Ok(config) = event
-            && changed.unbounded_send(config.name_any()).is_err()
-        {
+        let name = match event {
+            Ok(watcher::Event::Apply(config) | watcher::Event::InitApply(config)) => {
+                let generation = config.metadata.generation;
+                let name = config.name_any();
+                if seen.insert(name.clone(), generation) == Some(generation) {
+                    continue;
+                }
+                name
+            }
+            Ok(watcher::Event::Delete(config)) => {
+                let name = config.name_any();
+                seen.remove(&name);
+                name
+            }
+            _ => continue,
+        };
+        if changed.unbounded_send(name).is_err() {
             return;
         }
     }

@@ -95,9 +95,9 @@ async fn delete_owned(
     if recorded {
         // Delete only in the account and region the alias is owned in.
         match &current {
-            Some(meta) => check_place(obj, &meta.arn)?,
+            Some(meta) => check_place(ctx, obj, &meta.arn)?,
             None => {
-                confirm_place(obj, &kms).await?;
+                confirm_place(ctx, obj, &kms).await?;
                 return Ok(false);
             }
         }

@@ -7,14 +7,13 @@
 
 mod claims;
 mod cleanup;
-mod place;
+pub mod place;
 
 pub use cleanup::cleanup;
 
 use crate::controller::{Context, jittered};
 use crate::crd::{ANNOTATION_DRIFT_INTERVAL, DriftPolicy, KmsAlias, PendingCreate};
 use crate::kms::{self, ErrorKind, KeyArn, KeyMetadata, KeyState};
-use crate::providers::Providers;
 use crate::reconcile::{Plan, plan};
 use crate::status::{self, Confirmed, Verdict, reason};
 use crate::validate::{self, KeyRef, RuleViolation};
@@ -192,17 +191,15 @@ async fn converge(
         }
     }
     let current = lookup_alias(kms, alias).await?;
-    let config = Providers::config_name(obj);
     match &current {
         Some(meta) => {
-            check_place(obj, &meta.arn)?;
+            check_place(ctx, obj, &meta.arn)?;
             // Now the account is known: look again for a claimant reached through another
             // config.
-            ctx.providers.learn_scope(config, &meta.arn);
             check_claim(obj, ctx)?;
         }
         // Our alias is missing: deleted out of band, or looked for in the wrong account.
-        None if recorded => confirm_place(obj, kms).await?,
+        None if recorded => confirm_place(ctx, obj, kms).await?,
         None => {}
     }
     let current_key = current.as_ref().map(|m| m.key_id.as_str());
@@ -267,7 +264,7 @@ async fn repoint(
 ) -> Result<KeyMetadata> {
     let alias = obj.spec.alias_name.as_str();
     let meta = usable_key(kms, key, alias).await?;
-    check_place(obj, &meta.arn)?;
+    check_place(ctx, obj, &meta.arn)?;
     kms.update_alias(alias, &meta.key_id).await.map_err(|source| Error::UpdateAlias {
         alias: alias.into(),
         key: meta.key_id.clone(),
@@ -299,8 +296,7 @@ async fn create(
 ) -> Result<KeyMetadata> {
     let alias = obj.spec.alias_name.as_str();
     let meta = usable_key(kms, key, alias).await?;
-    check_place(obj, &meta.arn)?;
-    ctx.providers.learn_scope(Providers::config_name(obj), &meta.arn);
+    check_place(ctx, obj, &meta.arn)?;
     check_claim(obj, ctx)?;
     mark_pending_create(obj, api, alias, &meta.key_id).await?;
     kms.create_alias(alias, &meta.key_id).await.map_err(|source| Error::CreateAlias {

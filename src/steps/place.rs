@@ -6,13 +6,14 @@
 //! checks stop every write and delete with `ProviderChanged` until the provider reaches the
 //! recorded place again.
 
+use crate::controller::Context;
 use crate::crd::KmsAlias;
 use crate::kms::{self, ErrorKind};
-use crate::providers::arn_scope;
+use crate::providers::{Providers, arn_scope};
 use crate::{Error, Result};
 
 /// The `region:account` the object owns its alias in, once recorded.
-fn recorded_place(obj: &KmsAlias) -> Option<String> {
+pub fn recorded_place(obj: &KmsAlias) -> Option<String> {
     let status = obj.status.as_ref()?;
     status.alias_name.as_ref()?;
     status.alias_arn.as_deref().and_then(arn_scope)
@@ -33,8 +34,10 @@ pub(super) fn check_region(obj: &KmsAlias, kms: &kms::Client) -> Result<()> {
 }
 
 /// Fails when KMS answered `arn` from another account or region than the one the object owns
-/// its alias in.
-pub(super) fn check_place(obj: &KmsAlias, arn: &str) -> Result<()> {
+/// its alias in. Either way the object's config is known to reach that place now (see
+/// [`crate::providers::Providers::learn_scope`]).
+pub(super) fn check_place(ctx: &Context, obj: &KmsAlias, arn: &str) -> Result<()> {
+    ctx.providers.learn_scope(Providers::config_name(obj), arn);
     match (recorded_place(obj), arn_scope(arn)) {
         (Some(recorded), Some(reached)) if recorded != reached => {
             Err(changed(obj, recorded, reached))
@@ -48,7 +51,7 @@ pub(super) fn check_place(obj: &KmsAlias, arn: &str) -> Result<()> {
 /// on, else from any key of the account. An account with no key at all cannot be placed, and
 /// is taken for another: waiting with a reason beats deleting nothing and dropping the
 /// finalizer over an alias that lives on elsewhere.
-pub(super) async fn confirm_place(obj: &KmsAlias, kms: &kms::Client) -> Result<()> {
+pub(super) async fn confirm_place(ctx: &Context, obj: &KmsAlias, kms: &kms::Client) -> Result<()> {
     let Some(recorded) = recorded_place(obj) else {
         return Ok(());
     };
@@ -56,14 +59,14 @@ pub(super) async fn confirm_place(obj: &KmsAlias, kms: &kms::Client) -> Result<(
     let last_key = obj.status.as_ref().and_then(|s| s.key_id.as_deref());
     if let Some(key) = last_key {
         match kms.describe_key(key).await {
-            Ok(meta) => return check_place(obj, &meta.arn),
+            Ok(meta) => return check_place(ctx, obj, &meta.arn),
             Err(e) if e.kind() == ErrorKind::KeyNotFound => {}
             Err(source) => return Err(Error::DescribeKey { key: key.into(), source }),
         }
     }
     let keys = kms.list_keys_page(1, 1).await.map_err(|source| Error::ListKeys { source })?;
     match keys.first() {
-        Some(key) => check_place(obj, &key.key_arn),
+        Some(key) => check_place(ctx, obj, &key.key_arn),
         None => {
             let reached = format!("an account with no keys in {}", kms.region());
             Err(changed(obj, recorded, reached))

@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
+mod default_config;
 mod finalizers;
 mod namespace;
 mod restart;
