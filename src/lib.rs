@@ -201,7 +201,8 @@ impl Error {
     /// another object, or, for drift under `driftPolicy: Report`, a human putting the alias
     /// back). Everything else is `Reconciling`.
     pub fn is_stalled(&self) -> bool {
-        !self.is_transient()
+        // A bug is retried like any failure; it is not the user's to fix.
+        !self.is_transient() && !matches!(self, Self::Panicked(_))
     }
 
     /// For waiting states that are not failures: how often to look again, without backoff.
@@ -212,8 +213,12 @@ impl Error {
             // good, and a claim is re-checked at a steady pace (its deletion wakes this one).
             Self::AliasClaimed { leaving: true, .. } => Some(std::time::Duration::from_secs(3)),
             Self::AliasClaimed { .. } => Some(std::time::Duration::from_secs(30)),
-            // Costs no KMS call; and a config created just now may not be in the cache yet.
-            Self::Provider(_) => Some(std::time::Duration::from_secs(10)),
+            // A missing config costs no call to look for again (it is in the watch cache), and
+            // one created just now may not be there yet. A missing or bad Secret is read from
+            // the API server, so that waits on the backoff instead.
+            Self::Provider(e) if matches!(**e, providers::ProviderError::NotFound(_)) => {
+                Some(std::time::Duration::from_secs(10))
+            }
             _ => None,
         }
     }
