@@ -12,6 +12,7 @@
 mod common;
 mod crash;
 mod default_config;
+mod drift_metric;
 mod finalizers;
 mod namespace;
 mod restart;

@@ -180,6 +180,11 @@ impl Stack {
         }
     }
 
+    /// A KMS client past the operator, for out-of-band changes.
+    pub fn kms(&self) -> &kms::Client {
+        &self.kms
+    }
+
     /// Creates an Enabled key through the KMS API.
     pub async fn create_key(&self) -> String {
         self.kms.create_key("resilience").await.expect("CreateKey").key_id
@@ -352,4 +357,11 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The value of one sample of the `/metrics` of the operator at `http`, 0 if absent.
+pub async fn metric(http: &str, sample: &str) -> f64 {
+    let text = reqwest::get(format!("{http}/metrics")).await.expect("metrics").text().await;
+    let text = text.expect("metrics body");
+    text.lines().find_map(|line| line.strip_prefix(sample)?.trim().parse().ok()).unwrap_or(0.0)
 }

@@ -7,7 +7,7 @@
 //! minutes (`--retry-cap-secs`), and the resync interval 20 s instead of 5 minutes
 //! (`--resync-secs`), watched for three intervals instead of an hour.
 
-use crate::stack::{Options, Stack, manifest, wait_for};
+use crate::stack::{Options, Stack, manifest, metric, wait_for};
 use kms_alias_operator::crd::KmsAlias;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,13 +24,6 @@ const BUDGET_QPS: usize = 80;
 
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The value of one sample of the operator's `/metrics`, 0 if absent.
-async fn metric(http: &str, sample: &str) -> f64 {
-    let text = reqwest::get(format!("{http}/metrics")).await.expect("metrics").text().await;
-    let text = text.expect("metrics body");
-    text.lines().find_map(|line| line.strip_prefix(sample)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
 const RECONCILES_OK: &str = r#"kms_alias_operator_reconciles_total{result="ok"}"#;
