@@ -9,14 +9,6 @@ use std::time::Duration;
 /// The shared emulator's default account.
 const ACCOUNT: &str = "1234567890123456";
 
-async fn wait_reason(scene: &Scene, name: &str, reason: &str) -> String {
-    wait_for(&format!("{name}: {reason}"), Duration::from_secs(30), || async {
-        let ready = scene.get(name).await?.ready_condition()?.clone();
-        (ready.reason == reason).then_some(ready.message)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn case2_adopts_an_alias_past_the_first_page() {
     let scene = Scene::new("case2").await;
@@ -65,7 +57,7 @@ async fn case3_reapply_after_orphaning_adopts_or_reports_the_other_key() {
     orphan(&scene).await;
 
     scene.apply("app", &alias, &k2).await;
-    let message = wait_reason(&scene, "app", "AliasOwnedElsewhere").await;
+    let message = scene.wait_reason("app", "AliasOwnedElsewhere").await;
     assert!(message.contains(&k1), "{message}");
     assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()));
@@ -95,7 +87,7 @@ async fn case7_key_arn_is_stored_bare_and_causes_no_writes() {
     let foreign = format!("acs:kms:{REGION}:999999999999:key/{k1}");
     let xacct = scene.alias_name("xacct");
     scene.apply("xacct", &xacct, &foreign).await;
-    let message = wait_reason(&scene, "xacct", "InvalidSpec").await;
+    let message = scene.wait_reason("xacct", "InvalidSpec").await;
     assert!(message.contains("same account and region"), "{message}");
     assert_eq!(scene.count_calls("CreateAlias", &xacct).await, 0);
     assert_eq!(scene.kms_target(&xacct).await, None);
@@ -107,7 +99,7 @@ async fn case8_fixing_a_missing_key_acts_at_once_despite_backoff() {
     let k1 = scene.create_key().await;
     let alias = scene.alias_name("early");
     scene.apply("early", &alias, "key-hzz999999999999999999").await;
-    wait_reason(&scene, "early", "KeyNotFound").await;
+    scene.wait_reason("early", "KeyNotFound").await;
 
     scene.apply("early", &alias, &k1).await;
     let started = std::time::Instant::now();
@@ -119,7 +111,7 @@ async fn case8_fixing_a_missing_key_acts_at_once_despite_backoff() {
     // Another missing key later: its own Warning, naming that key (not a stale repeat).
     let other = "key-hzz999999999999999998";
     scene.apply("early", &alias, other).await;
-    wait_reason(&scene, "early", "KeyNotFound").await;
+    scene.wait_reason("early", "KeyNotFound").await;
     wait_for("a KeyNotFound event naming the second key", Duration::from_secs(10), || async {
         let events = scene.events("early").await;
         events.iter().any(|e| e.reason == "KeyNotFound" && e.message.contains(other)).then_some(())
@@ -263,7 +255,7 @@ async fn case6_delete_completes_whatever_is_already_gone() {
     // Never Ready, never created: nothing to delete, so no DeleteAlias at all.
     let bad = scene.alias_name("bad");
     scene.apply("bad", &bad, "key-hzz0000000000000000x6").await;
-    wait_reason(&scene, "bad", "KeyNotFound").await;
+    scene.wait_reason("bad", "KeyNotFound").await;
     let took = delete_timed(&scene, "bad").await;
     assert!(took < limit, "never created: delete took {took:?}");
     assert_eq!(scene.count_calls("DeleteAlias", &bad).await, 0);

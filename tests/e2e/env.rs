@@ -189,6 +189,21 @@ impl Scene {
         kubectl(&env().plane, &[&["-n", self.ns.as_str()][..], args].concat(), None).await
     }
 
+    /// Waits until `name`'s `Ready` condition has `reason`, for up to 30 s; returns its
+    /// message.
+    pub async fn wait_reason(&self, name: &str, reason: &str) -> String {
+        self.wait_reason_within(name, reason, READY_TIMEOUT).await
+    }
+
+    /// [`Scene::wait_reason`] with another deadline.
+    pub async fn wait_reason_within(&self, name: &str, reason: &str, timeout: Duration) -> String {
+        wait_for(&format!("{name} reason {reason}"), timeout, || async {
+            let ready = self.get(name).await?.ready_condition()?.clone();
+            (ready.reason == reason).then_some(ready.message)
+        })
+        .await
+    }
+
     /// How kstatus (Flux's health checks) and Argo CD, with the project's health script,
     /// read `KmsAlias` `name`: `((kstatus verdict, message), (Argo CD verdict, message))`.
     pub async fn health(&self, name: &str) -> ((String, String), (String, String)) {

@@ -228,13 +228,13 @@ async fn a_provider_moved_to_another_account_touches_nothing_there() {
 
     let switched = calls_at(&url).await.last().map_or(0, |c| c.seq);
     scene.provider_config(&config, &url, Some("account-b")).await;
-    let message = wait_reason(&scene, "taken", "ProviderChanged").await;
+    let message = scene.wait_reason("taken", "ProviderChanged").await;
     assert!(message.contains(ACCOUNT_B), "{message}");
 
     // Deleting both waits: neither alias of A can be reached, and B's is not theirs.
     for name in ["taken", "only-a"] {
         scene.kubectl(&["delete", "kmsalias", name, "--wait=false"]).await;
-        wait_reason(&scene, name, "ProviderChanged").await;
+        scene.wait_reason(name, "ProviderChanged").await;
     }
     let b_writes = calls_at(&url).await.into_iter().filter(|c| {
         c.seq > switched
@@ -283,12 +283,12 @@ async fn a_provider_moved_where_the_alias_is_absent_keeps_the_finalizer() {
     scene.provider_config(&keyless, &url, Some("empty")).await;
     let expected = [("region", "region cn-beijing"), ("account", "an account with no keys")];
     for (name, reached) in expected {
-        let message = wait_reason(&scene, name, "ProviderChanged").await;
+        let message = scene.wait_reason(name, "ProviderChanged").await;
         assert!(message.contains(reached), "{name}: {message}");
         scene.kubectl(&["delete", "kmsalias", name, "--wait=false"]).await;
     }
     for (name, alias) in [("region", &in_region), ("account", &in_account)] {
-        wait_reason(&scene, name, "ProviderChanged").await;
+        scene.wait_reason(name, "ProviderChanged").await;
         let obj = scene.get(name).await.expect("still there: the finalizer waits");
         assert!(obj.metadata.deletion_timestamp.is_some(), "{name} is being deleted");
         assert_eq!(scene.kms_target(alias).await.as_deref(), Some(key.as_str()), "{alias}");
@@ -304,15 +304,6 @@ async fn a_provider_moved_where_the_alias_is_absent_keeps_the_finalizer() {
         scene.wait_gone(name).await;
         assert_eq!(scene.kms_target(alias).await, None, "{alias} deleted");
     }
-}
-
-/// Waits for a Ready reason and returns the message.
-async fn wait_reason(scene: &Scene, name: &str, reason: &str) -> String {
-    wait_for(&format!("{name} reason {reason}"), Duration::from_secs(30), || async {
-        let ready = scene.get(name).await?.ready_condition()?.clone();
-        (ready.reason == reason).then_some(ready.message)
-    })
-    .await
 }
 
 /// A config its objects still use cannot go first (a prune or an uninstall in the wrong

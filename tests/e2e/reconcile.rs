@@ -7,16 +7,6 @@ use std::time::Duration;
 const FAST_DRIFT: &str =
     r#"{"metadata":{"annotations":{"kms.aliasoperator.dev/drift-check-interval":"10s"}}}"#;
 
-/// Waits for a Ready reason and returns the condition message.
-async fn wait_reason(scene: &Scene, name: &str, reason: &str, timeout: Duration) -> String {
-    wait_for(&format!("{name} reason {reason}"), timeout, || async {
-        let obj = scene.get(name).await?;
-        let ready = obj.ready_condition()?;
-        (ready.reason == reason).then(|| ready.message.clone())
-    })
-    .await
-}
-
 /// The reasons of the Events about `name`, one line each.
 async fn events(scene: &Scene, name: &str) -> String {
     let events = scene.events(name).await;
@@ -89,7 +79,7 @@ async fn report_only_drift_never_reverts() {
     scene.wait_ready("app").await;
 
     scene.kms().update_alias(&alias, &k2).await.expect("out-of-band UpdateAlias");
-    let message = wait_reason(&scene, "app", "DriftDetected", Duration::from_secs(40)).await;
+    let message = scene.wait_reason_within("app", "DriftDetected", Duration::from_secs(40)).await;
     assert!(message.contains(&k2), "{message}");
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k2.as_str()), "not reverted");
     assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
@@ -100,7 +90,7 @@ async fn report_only_drift_never_reverts() {
 
     // Put back by hand: the next check (10 s here) clears the report.
     scene.kms().update_alias(&alias, &k1).await.expect("out-of-band UpdateAlias back");
-    wait_reason(&scene, "app", "AliasReady", Duration::from_secs(30)).await;
+    scene.wait_reason_within("app", "AliasReady", Duration::from_secs(30)).await;
 }
 
 #[tokio::test]
@@ -115,7 +105,7 @@ async fn a_bad_drift_interval_is_invalid_spec_and_harms_nothing_else() {
     let annotation = "kms.aliasoperator.dev/drift-check-interval";
     let huge = format!("{annotation}=5124095576030431h");
     scene.kubectl(&["annotate", "--overwrite", "kmsalias", "app", &huge]).await;
-    let message = wait_reason(&scene, "app", "InvalidSpec", Duration::from_secs(30)).await;
+    let message = scene.wait_reason_within("app", "InvalidSpec", Duration::from_secs(30)).await;
     assert!(message.contains("from 10s to 24h"), "{message}");
 
     // The operator is still serving: another object becomes Ready, and a fixed value heals.
@@ -124,7 +114,7 @@ async fn a_bad_drift_interval_is_invalid_spec_and_harms_nothing_else() {
     scene
         .kubectl(&["annotate", "--overwrite", "kmsalias", "app", &format!("{annotation}=24h")])
         .await;
-    wait_reason(&scene, "app", "AliasReady", Duration::from_secs(30)).await;
+    scene.wait_reason_within("app", "AliasReady", Duration::from_secs(30)).await;
 }
 
 #[tokio::test]
@@ -230,14 +220,16 @@ async fn a_retained_alias_is_not_handed_to_the_other_claimant() {
     assert!(scene.kubectl_apply(&first.to_string()).await.status.success());
     scene.wait_ready("first").await;
     scene.apply("second", &alias, &k2).await;
-    wait_reason(&scene, "second", "AliasClaimedByOtherResource", Duration::from_secs(30)).await;
+    scene
+        .wait_reason_within("second", "AliasClaimedByOtherResource", Duration::from_secs(30))
+        .await;
 
     // The winner goes but leaves its alias on k1: to the other object it is now an alias it
     // does not own on another key, a conflict (rule 3), and nothing is written.
     scene.kubectl(&["delete", "kmsalias", "first", "--wait=false"]).await;
     scene.wait_gone("first").await;
     let message =
-        wait_reason(&scene, "second", "AliasOwnedElsewhere", Duration::from_secs(15)).await;
+        scene.wait_reason_within("second", "AliasOwnedElsewhere", Duration::from_secs(15)).await;
     assert!(message.contains(&k1), "{message}");
     assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()));
     assert_eq!(scene.count_calls("UpdateAlias", &alias).await, 0);
@@ -278,7 +270,7 @@ async fn retarget_to_an_unusable_key_keeps_the_old_key() {
         (missing, "KeyNotFound"),
     ] {
         scene.apply("app", &alias, target).await;
-        let message = wait_reason(&scene, "app", reason, Duration::from_secs(30)).await;
+        let message = scene.wait_reason_within("app", reason, Duration::from_secs(30)).await;
         assert!(message.contains(target), "{reason}: {message}");
         assert_eq!(scene.kms_target(&alias).await.as_deref(), Some(k1.as_str()), "{reason}");
         let obj = scene.get("app").await.expect("object");
