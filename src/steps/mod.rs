@@ -263,8 +263,7 @@ async fn repoint(
     drift: bool,
 ) -> Result<KeyMetadata> {
     let alias = obj.spec.alias_name.as_str();
-    let meta = usable_key(kms, key, alias).await?;
-    check_place(ctx, obj, &meta.arn)?;
+    let meta = usable_key(ctx, obj, kms, key).await?;
     kms.update_alias(alias, &meta.key_id).await.map_err(|source| Error::UpdateAlias {
         alias: alias.into(),
         key: meta.key_id.clone(),
@@ -295,8 +294,7 @@ async fn create(
     drift: bool,
 ) -> Result<KeyMetadata> {
     let alias = obj.spec.alias_name.as_str();
-    let meta = usable_key(kms, key, alias).await?;
-    check_place(ctx, obj, &meta.arn)?;
+    let meta = usable_key(ctx, obj, kms, key).await?;
     check_claim(obj, ctx)?;
     mark_pending_create(obj, api, alias, &meta.key_id).await?;
     kms.create_alias(alias, &meta.key_id).await.map_err(|source| Error::CreateAlias {
@@ -368,17 +366,27 @@ async fn lookup_alias(kms: &kms::Client, alias: &str) -> Result<Option<KeyMetada
     }
 }
 
-/// Describes the desired key and checks it may become the alias's target: it must exist, be
-/// Enabled, and sit in the account and region the spec names.
-async fn usable_key(kms: &kms::Client, key: &KeyRef, alias: &str) -> Result<KeyMetadata> {
+/// The pre-flight of every write: describes the desired key and checks it may become the
+/// alias's target. It must exist, be Enabled, sit in the account and region the spec names,
+/// and be where the object owns its alias (see [`place`]).
+async fn usable_key(
+    ctx: &Context,
+    obj: &KmsAlias,
+    kms: &kms::Client,
+    key: &KeyRef,
+) -> Result<KeyMetadata> {
     let meta = kms
         .describe_key(key.key_id())
         .await
         .map_err(|source| Error::DescribeKey { key: key.key_id().into(), source })?;
     check_same_key(key, &meta)?;
+    check_place(ctx, obj, &meta.arn)?;
     match meta.key_state {
         KeyState::Enabled => Ok(meta),
-        state => Err(Error::KeyNotUsable { key: meta.key_id, alias: alias.into(), state }),
+        state => {
+            let alias = obj.spec.alias_name.clone();
+            Err(Error::KeyNotUsable { key: meta.key_id, alias, state })
+        }
     }
 }
 
